@@ -1,0 +1,210 @@
+"""The ``jumpstart`` command. Each command is a thin wrapper over a public function.
+
+Errors in the input exit with code 2 and one line on stderr that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jumpstart import __version__
+from jumpstart.errors import JumpstartError
+from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
+from jumpstart.host import image_tools
+from jumpstart.host.demo import flash_demo
+from jumpstart.host.partition_tool import partition_table as convert_partition_table
+
+app = typer.Typer(
+    name="jumpstart",
+    help="The ESP-Jumpstart smart outlet, concept to production, in Python.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+idf_app = typer.Typer(help="ESP-IDF style tools (idf.py, gen_esp32part).", no_args_is_help=True)
+app.add_typer(idf_app, name="idf")
+
+EXIT_INPUT_ERROR = 2
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _parse_size(text: str) -> int:
+    """4MB, 0x400000, 4096K ..."""
+    lowered = text.strip().lower().removesuffix("b")
+    for suffix, multiplier in (("k", 1024), ("m", 1024 * 1024)):
+        if lowered.endswith(suffix):
+            return int(lowered[:-1], 0) * multiplier
+    return int(lowered, 0)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise JumpstartError(f"cannot read {path}: {err.strerror}") from None
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write via a temporary file so that a failure never leaves a partial output."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise JumpstartError(f"cannot write {path}: {err.strerror}") from None
+
+
+def home_dir() -> Path:
+    """``$JUMPSTART_HOME``, default ``~/.jumpstart``."""
+    return Path(os.environ.get("JUMPSTART_HOME", Path.home() / ".jumpstart"))
+
+
+def _table_view(table: PartitionTable, title: str) -> Table:
+    view = Table(title=title)
+    for column in ("Name", "Type", "SubType", "Offset", "Size", "Flags"):
+        view.add_column(column, justify="right" if column in ("Offset", "Size") else "left")
+    for p in table:
+        view.add_row(
+            p.name,
+            type_name(p.type),
+            subtype_name(p.type, p.subtype),
+            f"0x{p.offset:x}",
+            f"0x{p.size:x} ({p.size // 1024}K)",
+            ":".join(p.flag_names()),
+        )
+    return view
+
+
+@idf_app.command("partition-table")
+def partition_table(
+    input: Annotated[Path, typer.Argument(help="partitions.csv, or a binary table to turn into CSV")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result here")] = None,
+    offset: Annotated[str, typer.Option(help="Partition table offset")] = "0x8000",
+    flash_size: Annotated[str | None, typer.Option(help="Check the table fits, e.g. 4MB")] = None,
+    no_md5: Annotated[bool, typer.Option("--disable-md5sum", help="No MD5 record")] = False,
+) -> None:
+    """Convert a partition table: CSV -> binary, or binary -> CSV (like gen_esp32part.py)."""
+    result = convert_partition_table(
+        _read(input),
+        table_offset=int(offset, 0),
+        flash_size=_parse_size(flash_size) if flash_size else None,
+        md5=not no_md5,
+        env=os.environ,
+    )
+    for warning in result.table.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if output is not None:
+        _write(output, result.output)
+        print(f"wrote {len(result.output)} bytes to {output}", file=sys.stderr)
+    elif result.output_is_binary:
+        _out().print(_table_view(result.table, f"{input.name}: {len(result.table)} partitions"))
+    else:
+        sys.stdout.write(result.output.decode())
+
+
+@app.command("image-info")
+def image_info(file: Annotated[Path, typer.Argument(help="App image (.bin)")]) -> None:
+    """Show an app image's header, segments, checksum, hash, app description and signatures."""
+    sys.stdout.write(image_tools.image_info(_read(file)))
+
+
+@app.command("image-build")
+def image_build(
+    payload: Annotated[Path, typer.Argument(help="Bytes to carry after the app description")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Image file to write")],
+    project: Annotated[str, typer.Option(help="Project name (esp_app_desc_t.project_name)")],
+    version: Annotated[str, typer.Option(help="App version (esp_app_desc_t.version)")],
+    idf_ver: Annotated[str, typer.Option(help="ESP-IDF version string")] = "v5.5",
+    secure_version: Annotated[int, typer.Option(help="Anti-rollback secure version")] = 0,
+) -> None:
+    """Build an app image whose first segment is the app description followed by PAYLOAD.
+
+    The build time is now, or SOURCE_DATE_EPOCH when set (reproducible builds).
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (
+        dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime.now(dt.UTC)
+    )
+    data = image_tools.image_build(
+        project, version, _read(payload), when=when, idf_ver=idf_ver, secure_version=secure_version
+    )
+    _write(output, data)
+    print(f"wrote {len(data)} bytes to {output} ({project} {version})", file=sys.stderr)
+
+
+@app.command("image-sign")
+def image_sign(
+    input: Annotated[Path, typer.Argument(help="App image to sign")],
+    key: Annotated[Path, typer.Option(help="RSA-3072 or ECDSA private key (PEM)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Signed image to write")],
+) -> None:
+    """Append a Secure Boot V2 signature sector (like espsecure sign-data --version 2)."""
+    signed = image_tools.image_sign(_read(input), image_tools.load_private_key(_read(key)))
+    _write(output, signed)
+    print(f"wrote {len(signed)} bytes to {output}", file=sys.stderr)
+
+
+@app.command("image-verify")
+def image_verify(
+    input: Annotated[Path, typer.Argument(help="App image, signed or not")],
+    key: Annotated[Path | None, typer.Option(help="Public or private key (PEM) to trust")] = None,
+) -> None:
+    """Check checksum, hash and (if present) the Secure Boot V2 signature of an image."""
+    public = image_tools.load_public_key(_read(key)) if key else None
+    print(image_tools.image_verify(_read(input), public))
+
+
+@app.command("demo")
+def demo() -> None:
+    """Lay out a virtual outlet's flash, install a signed image and boot-check it."""
+    console = _out()
+    result = flash_demo(home_dir())
+    console.print(_table_view(result.table, "Guide layout (7_mfg/partitions.csv)"))
+    console.print(
+        f"[bold]flash[/] {result.flash_path}\n"
+        f"[bold]boot slot[/] {result.boot_label}: {result.project} {result.version}, "
+        f"{result.signed_bytes} bytes signed (ECDSA P-256, key digest {result.key_digest[:16]}...)\n"
+        f"Inspect it: jumpstart idf partition-table and jumpstart image-info"
+    )
+
+
+@app.command("version")
+def version() -> None:
+    """Print the jumpstart version."""
+    print(__version__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI in-process; returns the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="jumpstart", standalone_mode=False)
+    except JumpstartError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

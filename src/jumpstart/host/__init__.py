@@ -1,0 +1,1 @@
+"""Tools a developer or a factory runs on the host: images, partition tables, demo."""
