@@ -1,6 +1,6 @@
 """jumpstart: the ESP-Jumpstart smart outlet as a whole system in Python."""
 
-from jumpstart.errors import JumpstartError, InputError, UsageError
+from jumpstart.errors import InputError, JumpstartError, UsageError
 
 __version__ = "0.1.0"
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -90,8 +89,12 @@ def _table_view(table: PartitionTable, title: str) -> Table:
 
 @idf_app.command("partition-table")
 def partition_table(
-    input: Annotated[Path, typer.Argument(help="partitions.csv, or a binary table to turn into CSV")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the result here")] = None,
+    input: Annotated[
+        Path, typer.Argument(help="partitions.csv, or a binary table to turn into CSV")
+    ],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the result here")
+    ] = None,
     offset: Annotated[str, typer.Option(help="Partition table offset")] = "0x8000",
     flash_size: Annotated[str | None, typer.Option(help="Check the table fits, e.g. 4MB")] = None,
     no_md5: Annotated[bool, typer.Option("--disable-md5sum", help="No MD5 record")] = False,
@@ -135,9 +138,7 @@ def image_build(
     The build time is now, or SOURCE_DATE_EPOCH when set (reproducible builds).
     """
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = (
-        dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime.now(dt.UTC)
-    )
+    when = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime.now(dt.UTC)
     data = image_tools.image_build(
         project, version, _read(payload), when=when, idf_ver=idf_ver, secure_version=secure_version
     )
@@ -176,7 +177,8 @@ def demo() -> None:
     console.print(
         f"[bold]flash[/] {result.flash_path}\n"
         f"[bold]boot slot[/] {result.boot_label}: {result.project} {result.version}, "
-        f"{result.signed_bytes} bytes signed (ECDSA P-256, key digest {result.key_digest[:16]}...)\n"
+        f"{result.signed_bytes} bytes signed "
+        f"(ECDSA P-256, key digest {result.key_digest[:16]}...)\n"
         f"Inspect it: jumpstart idf partition-table and jumpstart image-info"
     )
 
@@ -195,14 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     except JumpstartError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as err:
-        err.show()
-        return err.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1
+    except typer.TyperException as err:  # usage errors: bad option, missing argument
+        err.show()  # type: ignore[attr-defined]
+        return int(getattr(err, "exit_code", EXIT_INPUT_ERROR))
     return 0
 
 

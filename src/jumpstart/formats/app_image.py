@@ -159,10 +159,23 @@ class AppDescription:
     def from_bytes(cls, data: bytes) -> AppDescription:
         if len(data) < APP_DESC_SIZE:
             raise ImageError(f"app description needs {APP_DESC_SIZE} bytes, got {len(data)}")
-        (magic, secure_version, _r1, version, name, time, date, idf_ver, elf_sha,
-         min_rev, max_rev, mmu_log2, _mode, _r3, _r2) = APP_DESC_FORMAT.unpack(
-            data[:APP_DESC_SIZE]
-        )
+        (
+            magic,
+            secure_version,
+            _r1,
+            version,
+            name,
+            time,
+            date,
+            idf_ver,
+            elf_sha,
+            min_rev,
+            max_rev,
+            mmu_log2,
+            _mode,
+            _r3,
+            _r2,
+        ) = APP_DESC_FORMAT.unpack(data[:APP_DESC_SIZE])
         if magic != APP_DESC_MAGIC:
             raise ImageError(
                 f"no app description: magic 0x{magic:08x}, expected 0x{APP_DESC_MAGIC:08x}"
@@ -220,11 +233,14 @@ class ImageHeader:
     @classmethod
     def from_bytes(cls, data: bytes) -> ImageHeader:
         if len(data) < HEADER_SIZE:
-            raise ImageError(f"image is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header")
+            raise ImageError(
+                f"image is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header"
+            )
         magic, count, mode, size_speed, entry = HEADER_FORMAT.unpack(data[:8])
         if magic != IMAGE_MAGIC:
             raise ImageError(
-                f"not an app image: invalid magic number 0x{magic:02x} (expected 0x{IMAGE_MAGIC:02x})"
+                f"not an app image: invalid magic number 0x{magic:02x} "
+                f"(expected 0x{IMAGE_MAGIC:02x})"
             )
         wp, drv, chip, min_rev, min_full, max_full, reserved, hash_appended = (
             EXTENDED_HEADER_FORMAT.unpack(data[8:HEADER_SIZE])
@@ -304,6 +320,8 @@ class AppImage:
     """File offset of each segment header (as image-info prints it)."""
     length: int = field(default=0, compare=False)
     """Bytes from the start of the image through the checksum and appended hash."""
+    raw: bytes = field(default=b"", compare=False, repr=False)
+    """The image bytes as parsed, through the checksum byte (what the digest covers)."""
 
     # -- build --------------------------------------------------------------------------
     @classmethod
@@ -316,9 +334,7 @@ class AppImage:
         """An image with a correct checksum and (if the header asks) digest."""
         if not 1 <= len(segments) <= MAX_SEGMENTS:
             raise ValueError(f"an image has 1..{MAX_SEGMENTS} segments, not {len(segments)}")
-        padded = tuple(
-            Segment(s.load_addr, s.data + bytes(-len(s.data) % 4)) for s in segments
-        )
+        padded = tuple(Segment(s.load_addr, s.data + bytes(-len(s.data) % 4)) for s in segments)
         head = ImageHeader(segment_count=len(padded)) if header is None else header
         if head.segment_count != len(padded):
             head = replace(head, segment_count=len(padded))
@@ -353,7 +369,7 @@ class AppImage:
 
     def to_bytes(self) -> bytes:
         """The image as stored (digest appended when the header says so)."""
-        return self._body() + (self.digest or b"")
+        return (self.raw or self._body()) + (self.digest or b"")
 
     # -- parse --------------------------------------------------------------------------
     @classmethod
@@ -394,7 +410,15 @@ class AppImage:
                 raise ImageError(f"image truncated: no SHA-256 digest at 0x{end:x}")
             digest = data[end : end + DIGEST_SIZE]
             end += DIGEST_SIZE
-        return cls(header, tuple(segments), data[checksum_pos], digest, tuple(offsets), end)
+        return cls(
+            header,
+            tuple(segments),
+            data[checksum_pos],
+            digest,
+            tuple(offsets),
+            end,
+            data[: checksum_pos + 1],
+        )
 
     # -- checks -------------------------------------------------------------------------
     @property
@@ -407,7 +431,8 @@ class AppImage:
 
     @property
     def calculated_digest(self) -> bytes:
-        return hashlib.sha256(self._body()).digest()
+        """SHA-256 of the bytes as stored (padding included), or as built."""
+        return hashlib.sha256(self.raw or self._body()).digest()
 
     @property
     def digest_valid(self) -> bool | None:

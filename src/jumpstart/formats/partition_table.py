@@ -341,7 +341,7 @@ def _parse_csv_line(
     bootloader_offset: int | None,
     recovery_bootloader_offset: int | None,
 ) -> _CsvRow:
-    fields = [f.strip() for f in (text + ",,,,").split(",")]
+    fields = [f.strip() for f in (text + ",,,,,").split(",")]
     name, type_text, subtype_text, offset_text, size_text, flags_text = fields[:6]
     if type_text == "":
         raise PartitionTableError("field 'type' can't be left empty")
@@ -381,20 +381,16 @@ def _parse_csv_line(
         size = _parse_int(size_text)
 
     encrypted = readonly = False
-    for flag in flags_text.split(":"):
-        flag = flag.strip()
+    for raw_flag in flags_text.split(":"):
+        flag = raw_flag.strip()
         if flag == "encrypted":
             encrypted = True
         elif flag == "readonly":
             readonly = True
         elif flag:
-            raise PartitionTableError(
-                f"unknown flag '{flag}' (known flags: encrypted, readonly)"
-            )
+            raise PartitionTableError(f"unknown flag '{flag}' (known flags: encrypted, readonly)")
     if not 0 <= ptype <= _MAX_U8_TYPE or not 0 <= subtype <= _MAX_U8_TYPE:
-        raise PartitionTableError(
-            f"type 0x{ptype:x} / subtype 0x{subtype:x} out of range 0..0xfe"
-        )
+        raise PartitionTableError(f"type 0x{ptype:x} / subtype 0x{subtype:x} out of range 0..0xfe")
     return _CsvRow(line, name, ptype, subtype, offset, size, encrypted, readonly)
 
 
@@ -405,17 +401,14 @@ def _is_primary_fixed(ptype: int, subtype: int) -> bool:
 
 def decode_table_text(data: bytes) -> str:
     """Decode a CSV file's bytes, honouring a UTF-8/16/32 byte order mark."""
-    for bom, encoding in (
+    boms = (
         (codecs.BOM_UTF32_LE, "utf-32"),
         (codecs.BOM_UTF32_BE, "utf-32"),
         (codecs.BOM_UTF8, "utf-8-sig"),
         (codecs.BOM_UTF16_LE, "utf-16"),
         (codecs.BOM_UTF16_BE, "utf-16"),
-    ):
-        if data.startswith(bom):
-            break
-    else:
-        encoding = "utf-8"
+    )
+    encoding = next((name for bom, name in boms if data.startswith(bom)), "utf-8")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
@@ -507,7 +500,13 @@ class PartitionTable:
                 name = cut
             partitions.append(
                 Partition(
-                    name, row.type, row.subtype, offset, size, row.encrypted, row.readonly,
+                    name,
+                    row.type,
+                    row.subtype,
+                    offset,
+                    size,
+                    row.encrypted,
+                    row.readonly,
                     line=row.line,
                 )
             )
@@ -534,6 +533,10 @@ class PartitionTable:
                     )
                 return cls(tuple(partitions))
             if record[:2] == MD5_RECORD_PREFIX[:2]:
+                if record[:16] != MD5_RECORD_PREFIX:
+                    raise PartitionTableError(
+                        f"record {index}: malformed MD5 record (expected EB EB and 14 x FF)"
+                    )
                 if md5_seen:
                     raise PartitionTableError(f"record {index}: a second MD5 record")
                 md5_seen = True
@@ -586,8 +589,9 @@ class PartitionTable:
     @property
     def ota_apps(self) -> list[Partition]:
         """``ota_N`` app partitions ordered by slot number."""
-        return sorted((p for p in self.partitions if p.ota_slot is not None),
-                      key=lambda p: p.subtype)
+        return sorted(
+            (p for p in self.partitions if p.ota_slot is not None), key=lambda p: p.subtype
+        )
 
     @property
     def flash_end(self) -> int:
@@ -612,7 +616,8 @@ class PartitionTable:
                 first = seen[part.name]
                 raise PartitionTableError(
                     f"{_where(part.line, part.name)}: partition name '{part.name}' is already "
-                    f"used" + (f" at line {first.line}" if first.line is not None else "")
+                    f"used"
+                    + (f" at line {first.line}" if first.line is not None else "")
                     + "; names must be unique"
                 )
             seen[part.name] = part
@@ -620,8 +625,10 @@ class PartitionTable:
         previous: Partition | None = None
         for part in sorted(self.partitions, key=lambda p: p.offset):
             fixed = _is_primary_fixed(part.type, part.subtype)
-            if table_offset is not None and not fixed and part.offset < (
-                table_offset + TABLE_SECTOR_SIZE
+            if (
+                table_offset is not None
+                and not fixed
+                and part.offset < (table_offset + TABLE_SECTOR_SIZE)
             ):
                 raise PartitionTableError(
                     f"{_where(part.line, part.name)}: partition '{part.name}' offset "
@@ -636,7 +643,10 @@ class PartitionTable:
                 )
             previous = part
 
-        for subtype, label in ((SUBTYPE_DATA_OTA, "otadata"), (SUBTYPE_DATA_TEE_OTA, "TEE otadata")):
+        for subtype, label in (
+            (SUBTYPE_DATA_OTA, "otadata"),
+            (SUBTYPE_DATA_TEE_OTA, "TEE otadata"),
+        ):
             found = self.find(PartitionType.DATA, subtype)
             if len(found) > 1:
                 raise PartitionTableError(

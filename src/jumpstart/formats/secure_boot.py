@@ -234,13 +234,15 @@ class SignatureBlock:
         try:
             return ec.EllipticCurvePublicNumbers(x, y, _CURVES[cid][0]()).public_key()
         except ValueError as err:
-            raise SignatureError(f"signature block: public key is not on the curve ({err})") from None
+            raise SignatureError(
+                f"signature block: public key is not on the curve ({err})"
+            ) from None
 
     def key_digest(self) -> bytes:
         """SHA-256 of the key material: compare with the digest burned in eFuse."""
         if self.version is SignatureVersion.RSA:
             return hashlib.sha256(self.raw[RSA_KEY_SLICE]).digest()
-        cid, size, _used = self._ecdsa_layout("signature block")
+        _cid, size, _used = self._ecdsa_layout("signature block")
         start = 4 + len(self.image_digest)
         return hashlib.sha256(self.raw[start : start + 1 + 2 * size]).digest()
 
@@ -268,7 +270,7 @@ class SignatureBlock:
                     utils.Prehashed(hashes.SHA256()),
                 )
             else:
-                cid, size, _used = self._ecdsa_layout(where)
+                _cid, size, _used = self._ecdsa_layout(where)
                 start = 4 + len(self.image_digest) + 1 + 2 * size
                 r = int.from_bytes(self.raw[start : start + size], "little")
                 s = int.from_bytes(self.raw[start + size : start + 2 * size], "little")
@@ -279,7 +281,9 @@ class SignatureBlock:
                     utils.encode_dss_signature(r, s), digest, ec.ECDSA(utils.Prehashed(algorithm))
                 )
         except InvalidSignature:
-            raise SignatureError(f"{where}: the signature does not verify with the block's key") from None
+            raise SignatureError(
+                f"{where}: the signature does not verify with the block's key"
+            ) from None
 
 
 def _block_for(key: PrivateKey, content: bytes) -> bytes:
@@ -300,7 +304,9 @@ def _block_for(key: PrivateKey, content: bytes) -> bytes:
         cid = _curve_id(key.curve)
         size = _CURVES[cid][1]
         sha = EcdsaSha.SHA384 if cid is CurveId.P384 else EcdsaSha.SHA256
-        algorithm: hashes.HashAlgorithm = hashes.SHA384() if sha is EcdsaSha.SHA384 else hashes.SHA256()
+        algorithm: hashes.HashAlgorithm = (
+            hashes.SHA384() if sha is EcdsaSha.SHA384 else hashes.SHA256()
+        )
         digest = hashlib.new(algorithm.name, content).digest()
         r, s = utils.decode_dss_signature(key.sign(digest, ec.ECDSA(utils.Prehashed(algorithm))))
         body = (

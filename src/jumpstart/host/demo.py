@@ -85,6 +85,11 @@ def flash_demo(home: Path, *, when: dt.datetime | None = None) -> DemoResult:
         desc = booted.app_description
         assert desc is not None
     return DemoResult(
-        path, parts.table, boot.label, desc.project_name, desc.version, len(signed),
+        path,
+        parts.table,
+        boot.label,
+        desc.project_name,
+        desc.version,
+        len(signed),
         key_digest(key.public_key()).hex(),
     )

@@ -179,7 +179,9 @@ def image_info(data: bytes) -> str:
     lines += [
         f"Entry point: 0x{head.entry_addr:08x}",
         f"Segments: {head.segment_count}",
-        f"Flash size: {size // 0x100000}MB" if size else f"Flash size: unknown (0x{head.flash_size:x})",
+        f"Flash size: {size // 0x100000}MB"
+        if size
+        else f"Flash size: unknown (0x{head.flash_size:x})",
         f"Flash freq: {ESP32_FLASH_FREQS.get(head.flash_speed, hex(head.flash_speed))}",
         f"Flash mode: {mode}",
     ]
@@ -188,13 +190,16 @@ def image_info(data: bytes) -> str:
     lines += [
         f"WP pin: 0x{head.wp_pin:02x} ({wp})",
         f"Chip ID: {head.chip_id} ({_chip_name(head.chip_id)})",
-        f"Minimal chip revision: {_rev(head.min_chip_rev_full)}, (legacy min_rev = {head.min_chip_rev})",
+        f"Minimal chip revision: {_rev(head.min_chip_rev_full)}, "
+        f"(legacy min_rev = {head.min_chip_rev})",
         f"Maximal chip revision: {_rev(head.max_chip_rev_full)}",
     ]
     section("Segments Information")
     lines.append("Segment   Length   Load addr   File offs  Memory types")
     lines.append("-------  -------  ----------  ----------  ------------")
-    for index, (segment, offset) in enumerate(zip(image.segments, image.segment_offsets, strict=True)):
+    for index, (segment, offset) in enumerate(
+        zip(image.segments, image.segment_offsets, strict=True)
+    ):
         lines.append(
             f"{index:7d}  0x{len(segment.data):05x}  0x{segment.load_addr:08x}  0x{offset:08x}  "
             + ", ".join(segment.memory_types)
@@ -204,7 +209,8 @@ def image_info(data: bytes) -> str:
         lines.append(f"Checksum: 0x{image.checksum:02x} (valid)")
     else:
         lines.append(
-            f"Checksum: 0x{image.checksum:02x} (invalid - calculated 0x{image.calculated_checksum:02x})"
+            f"Checksum: 0x{image.checksum:02x} "
+            f"(invalid - calculated 0x{image.calculated_checksum:02x})"
         )
     if image.digest is not None:
         state = "valid" if image.digest_valid else "invalid"

@@ -37,4 +37,6 @@ class EspError(JumpstartError):
 
     def __init__(self, code: EspErr, message: str = "") -> None:
         self.code = code
-        super().__init__(f"{code.name} (0x{code.value & 0xFFFFFFFF:x})" + (f": {message}" if message else ""))
+        super().__init__(
+            f"{code.name} (0x{code.value & 0xFFFFFFFF:x})" + (f": {message}" if message else "")
+        )
