@@ -40,12 +40,15 @@ def _out() -> Console:
 
 
 def _parse_size(text: str) -> int:
-    """4MB, 0x400000, 4096K ..."""
+    """4MB, 0x400000, 4096K ... (a bad value is an input error, exit 2)."""
     lowered = text.strip().lower().removesuffix("b")
-    for suffix, multiplier in (("k", 1024), ("m", 1024 * 1024)):
-        if lowered.endswith(suffix):
-            return int(lowered[:-1], 0) * multiplier
-    return int(lowered, 0)
+    try:
+        for suffix, multiplier in (("k", 1024), ("m", 1024 * 1024)):
+            if lowered.endswith(suffix):
+                return int(lowered[:-1], 0) * multiplier
+        return int(lowered, 0)
+    except ValueError:
+        raise JumpstartError(f"'{text}' is not a size (use 0x8000, 32K or 4MB)") from None
 
 
 def _read(path: Path) -> bytes:
@@ -102,7 +105,7 @@ def partition_table(
     """Convert a partition table: CSV -> binary, or binary -> CSV (like gen_esp32part.py)."""
     result = convert_partition_table(
         _read(input),
-        table_offset=int(offset, 0),
+        table_offset=_parse_size(offset),
         flash_size=_parse_size(flash_size) if flash_size else None,
         md5=not no_md5,
         env=os.environ,

@@ -136,3 +136,12 @@ def test_demo_writes_a_bootable_flash(
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["image-info"]) == 2
     assert "Missing argument" in capsys.readouterr().err
+
+
+def test_bad_option_value_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "p.csv"
+    csv.write_text(OUTLET_PARTITIONS_CSV)
+    assert main(["idf", "partition-table", str(csv), "--flash-size", "big"]) == 2
+    assert _one_error_line(capsys) == "error: 'big' is not a size (use 0x8000, 32K or 4MB)"
+    assert main(["idf", "partition-table", str(csv), "--flash-size", "2MB"]) == 2
+    assert "beyond the flash size" in _one_error_line(capsys)
