@@ -38,7 +38,6 @@ __all__ = [
     "PublicKey",
     "SignatureBlock",
     "SignatureError",
-    "SignatureScheme",
     "key_digest",
     "sign_image",
     "split_signed",
@@ -73,15 +72,6 @@ class CurveId(IntEnum):
     P192 = 1
     P256 = 2
     P384 = 3
-
-
-class SignatureScheme(IntEnum):
-    """Key schemes for signing (``espsecure generate-signing-key --scheme``)."""
-
-    RSA3072 = 0
-    ECDSA192 = 1
-    ECDSA256 = 2
-    ECDSA384 = 3
 
 
 _CURVES: dict[CurveId, tuple[type[ec.EllipticCurve], int]] = {

@@ -135,6 +135,3 @@ class PartitionMap:
                 f"no partition with type={type} subtype={subtype} label={label!r}",
             )
         return found[0]
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self.find())
