@@ -1,0 +1,174 @@
+"""The ``jumpstart nvs`` commands on files: nvs_partition_gen's commands and arguments.
+
+Paths follow the generator: an output is placed under ``outdir`` unless it is absolute, key
+files go to ``<outdir>/keys/``. Outputs are written through a temporary file, so an error
+never leaves a partial or empty file behind (the generator leaves a 0-byte one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from jumpstart.errors import InputError
+from jumpstart.formats.nvs import FormatVersion, NvsKeys, decrypt_image
+from jumpstart.host.nvs_gen import generate_partition, parse_nvs_size
+
+__all__ = ["KeyFiles", "decrypt", "encrypt", "generate", "generate_key", "read_keys"]
+
+KEYS_DIR = "keys"
+
+
+def _version(version: int) -> FormatVersion:
+    if version not in (1, 2):
+        raise InputError(f"--version must be 1 or 2, got {version}")
+    return FormatVersion.V1 if version == 1 else FormatVersion.V2
+
+
+def _target(outdir: Path, name: str | Path) -> Path:
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else outdir.expanduser() / path
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise InputError(f"cannot read {path}: {err.strerror}") from None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {err.strerror}") from None
+
+
+def read_keys(path: Path) -> NvsKeys:
+    """An NVS key file (nvs_keys partition layout); its CRC is checked."""
+    raw = _read(path)
+    try:
+        return NvsKeys.from_bytes(raw)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+
+
+def generate(
+    inputs: Sequence[Path],
+    output: Path,
+    size: str,
+    *,
+    version: int = 2,
+    outdir: Path | None = None,
+    keys: NvsKeys | None = None,
+) -> Path:
+    """CSV files -> an NVS partition image; returns the path written."""
+    nvs_size = parse_nvs_size(size)
+    sources = []
+    for path in inputs:
+        try:
+            sources.append((str(path), path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError) as err:
+            raise InputError(f"cannot read CSV {path}: {err}") from None
+    image = generate_partition(sources, nvs_size, version=_version(version), keys=keys)
+    target = _target(outdir or Path.cwd(), output)
+    write_atomically(target, image)
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFiles:
+    """What ``generate-key`` wrote: the key file and, with ``--kp_hmac_keygen``, the HMAC key."""
+
+    keys: NvsKeys
+    keyfile: Path
+    hmac_keyfile: Path | None = None
+
+
+def generate_key(
+    *,
+    keyfile: str | None = None,
+    key_protect_hmac: bool = False,
+    kp_hmac_keygen: bool = False,
+    kp_hmac_keyfile: str | None = None,
+    kp_hmac_inputkey: Path | None = None,
+    outdir: Path | None = None,
+) -> KeyFiles:
+    """Write an NVS key file to ``<outdir>/keys/``: random keys, or derived from an HMAC key."""
+    name = keyfile or f"keys-{dt.datetime.now():%m-%d_%H-%M}.bin"
+    keys_dir = (outdir or Path.cwd()).expanduser() / KEYS_DIR
+    hmac_path: Path | None = None
+    if key_protect_hmac:
+        if kp_hmac_keygen:
+            hmac_key = secrets.token_bytes(32)
+            hmac_path = _target(keys_dir, kp_hmac_keyfile or f"hmac-{Path(name).name}")
+        elif kp_hmac_inputkey is not None:
+            hmac_key = _read(kp_hmac_inputkey)
+        else:
+            raise InputError("--key_protect_hmac needs --kp_hmac_keygen or --kp_hmac_inputkey FILE")
+        keys = NvsKeys.from_hmac(hmac_key)
+    else:
+        keys = NvsKeys(secrets.token_bytes(32), secrets.token_bytes(32))
+    target = _target(keys_dir, name)
+    if hmac_path is not None:
+        write_atomically(hmac_path, hmac_key)
+    write_atomically(target, keys.to_bytes())
+    return KeyFiles(keys, target, hmac_path)
+
+
+def encrypt(
+    inputs: Sequence[Path],
+    output: Path,
+    size: str,
+    *,
+    version: int = 2,
+    keygen: bool = False,
+    inputkey: Path | None = None,
+    keyfile: str | None = None,
+    key_protect_hmac: bool = False,
+    kp_hmac_keygen: bool = False,
+    kp_hmac_keyfile: str | None = None,
+    kp_hmac_inputkey: Path | None = None,
+    outdir: Path | None = None,
+) -> tuple[Path, KeyFiles | None]:
+    """CSV files -> an encrypted NVS image, with keys from ``inputkey`` or newly generated."""
+    parse_nvs_size(size)
+    if keygen == (inputkey is not None):
+        raise InputError("give exactly one of --keygen and --inputkey FILE")
+    if inputkey is not None:
+        image = generate(
+            inputs, output, size, version=version, outdir=outdir, keys=read_keys(inputkey)
+        )
+        return image, None
+    made = generate_key(
+        keyfile=keyfile,
+        key_protect_hmac=key_protect_hmac,
+        kp_hmac_keygen=kp_hmac_keygen,
+        kp_hmac_keyfile=kp_hmac_keyfile,
+        kp_hmac_inputkey=kp_hmac_inputkey,
+        outdir=outdir,
+    )
+    try:
+        image = generate(inputs, output, size, version=version, outdir=outdir, keys=made.keys)
+    except InputError:
+        made.keyfile.unlink(missing_ok=True)
+        if made.hmac_keyfile is not None:
+            made.hmac_keyfile.unlink(missing_ok=True)
+        raise
+    return image, made
+
+
+def decrypt(input: Path, key: Path, output: Path, *, outdir: Path | None = None) -> Path:
+    """An encrypted NVS image -> the plain image (same layout, entries decrypted)."""
+    plain = decrypt_image(_read(input), read_keys(key))
+    target = _target(outdir or Path.cwd(), output)
+    write_atomically(target, plain)
+    return target
