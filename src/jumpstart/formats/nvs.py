@@ -206,7 +206,7 @@ class PageHeader:
 # -- entry state bitmap ----------------------------------------------------------------------
 
 
-def entry_state(bitmap: bytes, index: int) -> EntryState:
+def entry_state(bitmap: bytes | bytearray, index: int) -> EntryState:
     """State of entry ``index`` in a 32-byte bitmap."""
     byte = bitmap[index // 4]
     return EntryState((byte >> (2 * (index % 4))) & 0b11)
