@@ -12,6 +12,7 @@ from collections.abc import Callable
 from esp_idf_defs.partitions import PartitionTable as Reference
 from esptool.bin_image import LoadFirmwareImage
 
+import nvs as nvs_benchmarks  # benchmarks/nvs.py
 from jumpstart.formats.app_image import AppImage
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.image_tools import image_build
@@ -52,3 +53,4 @@ def bench_image_parse_verify() -> None:
 if __name__ == "__main__":
     bench_partition_table()
     bench_image_parse_verify()
+    nvs_benchmarks.main()

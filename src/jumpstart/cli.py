@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jumpstart import __version__
+from jumpstart.cli_nvs import nvs_app
 from jumpstart.errors import JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
 from jumpstart.host import image_tools
@@ -31,6 +32,7 @@ app = typer.Typer(
 )
 idf_app = typer.Typer(help="ESP-IDF style tools (idf.py, gen_esp32part).", no_args_is_help=True)
 app.add_typer(idf_app, name="idf")
+app.add_typer(nvs_app, name="nvs")
 
 EXIT_INPUT_ERROR = 2
 

@@ -38,14 +38,12 @@ from jumpstart.formats.nvs import (
     NS_MAX,
     PAGE_SIZE,
     EntryCipher,
-    EntryState,
     FormatVersion,
     Item,
     ItemType,
     NvsKeys,
     PageHeader,
     PageState,
-    bitmap_set,
     entry_offset,
     payload_entries,
 )
@@ -114,7 +112,16 @@ def parse_nvs_size(text: str | int) -> NvsSize:
 class NvsImageBuilder:
     """Writes items the way nvs_partition_gen lays them out, in memory."""
 
-    __slots__ = ("_budget", "_cipher", "_entry", "_namespaces", "_pages", "size", "version")
+    __slots__ = (
+        "_bitmaps",
+        "_budget",
+        "_cipher",
+        "_entry",
+        "_namespaces",
+        "_pages",
+        "size",
+        "version",
+    )
 
     def __init__(
         self,
@@ -126,6 +133,9 @@ class NvsImageBuilder:
         self.version = version
         self._cipher = EntryCipher(keys) if keys is not None else None
         self._pages: list[bytearray] = []
+        # The state bitmap of each page as one 256-bit integer, all ones when blank; a WRITTEN
+        # entry has the low bit of its pair cleared. Put into the page bytes in to_bytes().
+        self._bitmaps: list[int] = []
         self._budget = size.usable
         self._entry = 0
         self._namespaces: dict[str, int] = {}
@@ -145,6 +155,7 @@ class NvsImageBuilder:
         page = bytearray(b"\xff" * PAGE_SIZE)
         page[0:32] = PageHeader(PageState.ACTIVE, len(self._pages), self.version).to_bytes()
         self._pages.append(page)
+        self._bitmaps.append((1 << 256) - 1)
         self._entry = 0
 
     def _put(self, raw: bytes, entries: int) -> None:
@@ -155,10 +166,9 @@ class NvsImageBuilder:
             relative = (len(self._pages) - 1) * PAGE_SIZE + start
             raw = self._cipher.encrypt(relative, payload_entries(raw))
         page[start : start + len(raw)] = raw
-        bitmap = page[BITMAP_OFFSET : BITMAP_OFFSET + 32]
-        for index in range(self._entry, self._entry + entries):
-            bitmap_set(bitmap, index, EntryState.WRITTEN)
-        page[BITMAP_OFFSET : BITMAP_OFFSET + 32] = bitmap
+        # ((4**n - 1) // 3) is n pairs of 0b01: the WRITTEN bit of n consecutive entries.
+        written = ((1 << (2 * entries)) - 1) // 3 << (2 * self._entry)
+        self._bitmaps[-1] &= ~written
         self._entry += entries
 
     # -- items ---------------------------------------------------------------------------
@@ -238,6 +248,8 @@ class NvsImageBuilder:
     # -- result --------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The image: written pages, then (read/write) blank pages up to the partition size."""
+        for page, bitmap in zip(self._pages, self._bitmaps, strict=True):
+            page[BITMAP_OFFSET : BITMAP_OFFSET + 32] = bitmap.to_bytes(32, "little")
         pages = b"".join(self._pages)
         if self.size.read_only:
             return pages

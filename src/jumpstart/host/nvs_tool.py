@@ -33,7 +33,7 @@ def _target(outdir: Path, name: str | Path) -> Path:
     return path if path.is_absolute() else outdir.expanduser() / path
 
 
-def _read(path: Path) -> bytes:
+def read_file(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as err:
@@ -54,7 +54,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def read_keys(path: Path) -> NvsKeys:
     """An NVS key file (nvs_keys partition layout); its CRC is checked."""
-    raw = _read(path)
+    raw = read_file(path)
     try:
         return NvsKeys.from_bytes(raw)
     except InputError as err:
@@ -111,7 +111,7 @@ def generate_key(
             hmac_key = secrets.token_bytes(32)
             hmac_path = _target(keys_dir, kp_hmac_keyfile or f"hmac-{Path(name).name}")
         elif kp_hmac_inputkey is not None:
-            hmac_key = _read(kp_hmac_inputkey)
+            hmac_key = read_file(kp_hmac_inputkey)
         else:
             raise InputError("--key_protect_hmac needs --kp_hmac_keygen or --kp_hmac_inputkey FILE")
         keys = NvsKeys.from_hmac(hmac_key)
@@ -168,7 +168,7 @@ def encrypt(
 
 def decrypt(input: Path, key: Path, output: Path, *, outdir: Path | None = None) -> Path:
     """An encrypted NVS image -> the plain image (same layout, entries decrypted)."""
-    plain = decrypt_image(_read(input), read_keys(key))
+    plain = decrypt_image(read_file(input), read_keys(key))
     target = _target(outdir or Path.cwd(), output)
     write_atomically(target, plain)
     return target

@@ -79,6 +79,8 @@ class Flash:
         self.operations = 0
         """Program and erase operations since creation."""
         self.zero_to_one_attempts = 0
+        self.bytes_programmed = 0
+        """Bytes passed to program operations (for write amplification figures)."""
         self.erase_counts = [0] * (size // SECTOR_SIZE)
         self.powered = True
         self._cut: PowerCut | None = None
@@ -148,6 +150,7 @@ class Flash:
                 )
             self.zero_to_one_attempts += 1
         result = (old & new).to_bytes(len(data), "little")
+        self.bytes_programmed += len(data)
         cut = self._next_operation_is_cut()
         if cut is not None:
             kept = cut.bytes_kept(len(data))

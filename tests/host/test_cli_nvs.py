@@ -1,0 +1,105 @@
+"""``jumpstart nvs``: one smoke test per command, and no partial output on errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jumpstart.cli import main
+from jumpstart.formats.nvs import NvsKeys
+
+CSV = (
+    "key,type,encoding,value\nfctry,namespace,,\n"
+    "serial_no,data,string,SP-000123\nhw_rev,data,u8,3\n"
+)
+
+
+@pytest.fixture
+def csv_file(tmp_path: Path) -> Path:
+    path = tmp_path / "factory.csv"
+    path.write_text(CSV)
+    return path
+
+
+def test_generate_and_parse_json(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["nvs", "generate", str(csv_file), "f.bin", "0x3000", "--outdir", str(tmp_path)]) == 0
+    )
+    assert (tmp_path / "f.bin").stat().st_size == 0x3000
+    capsys.readouterr()
+    assert main(["nvs", "parse", str(tmp_path / "f.bin"), "--format", "json", "-i"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["problems"] == []
+    values = {(v["namespace"], v["key"]): v["value"] for v in report["values"]}
+    assert values == {("fctry", "serial_no"): "SP-000123", ("fctry", "hw_rev"): 3}
+
+
+def test_generate_key_encrypt_decrypt(tmp_path: Path, csv_file: Path) -> None:
+    out = str(tmp_path)
+    assert main(["nvs", "generate-key", "--keyfile", "k.bin", "--outdir", out]) == 0
+    keys = NvsKeys.from_bytes((tmp_path / "keys" / "k.bin").read_bytes())
+    assert len(keys.eky) == 32
+    key = str(tmp_path / "keys" / "k.bin")
+    assert main(["nvs", "generate", str(csv_file), "plain.bin", "0x3000", "--outdir", out]) == 0
+    assert (
+        main(
+            [
+                "nvs",
+                "encrypt",
+                str(csv_file),
+                "enc.bin",
+                "0x3000",
+                "--inputkey",
+                key,
+                "--outdir",
+                out,
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "enc.bin").read_bytes() != (tmp_path / "plain.bin").read_bytes()
+    assert main(["nvs", "decrypt", str(tmp_path / "enc.bin"), key, "dec.bin", "--outdir", out]) == 0
+    assert (tmp_path / "dec.bin").read_bytes() == (tmp_path / "plain.bin").read_bytes()
+
+
+def test_hmac_key_matches_the_vector(tmp_path: Path, vectors: Path) -> None:
+    hmac_key = vectors / "nvs_flash__nvs_partition_generator__testdata__sample_hmac_key.bin"
+    args = ["nvs", "generate-key", "--key_protect_hmac", "--kp_hmac_inputkey", str(hmac_key)]
+    assert main([*args, "--keyfile", "h.bin", "--outdir", str(tmp_path)]) == 0
+    expected = vectors / (
+        "nvs_flash__nvs_partition_generator__testdata__sample_encryption_keys_hmac.bin"
+    )
+    assert (tmp_path / "keys" / "h.bin").read_bytes() == expected.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("csv", "size", "message"),
+    [
+        (
+            "key,type,encoding,value\nns,namespace,,\nkey_of_16_chars_,data,u8,1\n",
+            "0x3000",
+            "longer than 15",
+        ),
+        (
+            "key,type,encoding,value\nns,namespace,,\nbig,data,hex2bin," + "ab" * 9000 + "\n",
+            "0x3000",
+            "does not fit",
+        ),
+        (CSV, "0x3100", "multiple of 4096"),
+        (CSV, "abc", "not a number"),
+        (CSV, "0x0", "at least"),
+        ("key,type,encoding,value\nns,namespace,,\nv,data,u8,256\n", "0x3000", "does not fit"),
+    ],
+)
+def test_errors_leave_no_output(
+    tmp_path: Path, csv: str, size: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text(csv)
+    assert main(["nvs", "generate", str(path), "out.bin", size, "--outdir", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
