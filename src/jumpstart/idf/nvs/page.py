@@ -20,6 +20,7 @@ page the older is erased.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from jumpstart.formats.crc import crc32_le
 from jumpstart.formats.nvs import (
@@ -302,19 +303,16 @@ class NvsPage:
                 raw = self.partition.read(self.base + entry_offset(j), ENTRY_SIZE)
                 other._write_entry(raw)
 
-    def find_item(
+    def matching(
         self,
         ns_index: int,
         type: ItemType,
         key: bytes | None,
         chunk_index: int = CHUNK_ANY,
         chunk_start: int = VER_ANY,
-        start: int = 0,
-    ) -> tuple[int, Item] | None:
-        """The first written item at or after ``start`` that matches; None if there is none."""
+    ) -> Iterator[tuple[int, Item]]:
+        """Written items that match, in entry order; NS_ANY, ANY, None, CHUNK_ANY match all."""
         for index, item in self.items.items():
-            if index < start:
-                continue
             if ns_index not in (NS_ANY, item.ns_index):
                 continue
             if type is not ItemType.ANY and item.type != type:
@@ -325,8 +323,18 @@ class NvsPage:
                 continue
             if type is ItemType.BLOB_IDX and chunk_start not in (VER_ANY, item.chunk_start):
                 continue
-            return index, item
-        return None
+            yield index, item
+
+    def find_item(
+        self,
+        ns_index: int,
+        type: ItemType,
+        key: bytes | None,
+        chunk_index: int = CHUNK_ANY,
+        chunk_start: int = VER_ANY,
+    ) -> tuple[int, Item] | None:
+        """The first written item that matches; None if there is none."""
+        return next(self.matching(ns_index, type, key, chunk_index, chunk_start), None)
 
     def read_payload(self, index: int, item: Item) -> bytes:
         """The payload of a variable-length item; a CRC mismatch erases it (NOT_FOUND)."""

@@ -141,14 +141,9 @@ class Storage:
 
     # -- lookups ---------------------------------------------------------------------------
     def _all(self, ns_index: int, type: ItemType, key: bytes | None) -> Iterator[Found]:
+        # Listed first: callers erase what they are given while iterating.
         for page in list(self.manager.pages):
-            for index, item in list(page.items.items()):
-                if ns_index not in (NS_ANY, item.ns_index):
-                    continue
-                if type is not ItemType.ANY and item.type != type:
-                    continue
-                if key is not None and item.key != key:
-                    continue
+            for index, item in list(page.matching(ns_index, type, key)):
                 yield Found(page, index, item)
 
     def find(
