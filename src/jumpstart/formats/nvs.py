@@ -50,7 +50,9 @@ __all__ = [
     "entry_offset",
     "entry_state",
     "entry_tweak",
+    "pack_integer",
     "span_for",
+    "unpack_integer",
 ]
 
 # nvs_constants.h / nvs_page.hpp
@@ -139,6 +141,21 @@ _INTEGER_FORMATS: dict[ItemType, str] = {
     ItemType.I64: "<q",
 }
 _KNOWN_TYPES = {t.value for t in ItemType if t is not ItemType.ANY}
+
+
+def pack_integer(type: ItemType, value: int) -> bytes:
+    """The 8-byte data field of an integer item: the value little-endian, unused bytes 0xFF."""
+    try:
+        packed = struct.pack(_INTEGER_FORMATS[type], value)
+    except struct.error:
+        raise InputError(f"value {value} does not fit type {type.name.lower()}") from None
+    return packed.ljust(8, b"\xff")
+
+
+def unpack_integer(type: ItemType, data: bytes) -> int:
+    """The value held in the data field of an integer item of ``type``."""
+    value: int = struct.unpack_from(_INTEGER_FORMATS[type], data)[0]
+    return value
 
 
 class BlobVersion(IntEnum):
@@ -253,14 +270,11 @@ class Item:
     @classmethod
     def integer(cls, ns_index: int, type: ItemType, key: str, value: int) -> Item:
         """A U8..I64 item; unused data bytes stay 0xFF."""
-        fmt = _INTEGER_FORMATS[type]
         try:
-            packed = struct.pack(fmt, value)
-        except struct.error as err:
-            raise InputError(
-                f"value {value} of key {key!r} does not fit type {type.name.lower()}"
-            ) from err
-        return cls(ns_index, type, 1, CHUNK_ANY, cls.key_field(key), packed.ljust(8, b"\xff"))
+            data = pack_integer(type, value)
+        except InputError as err:
+            raise InputError(f"key {key!r}: {err}") from None
+        return cls(ns_index, type, 1, CHUNK_ANY, cls.key_field(key), data)
 
     @classmethod
     def variable(
@@ -321,9 +335,7 @@ class Item:
         item_type = self.item_type
         if item_type is None or not item_type.is_integer:
             raise InputError(f"item {self.key_name!r} of type 0x{self.type:02x} is no integer")
-        fmt = _INTEGER_FORMATS[item_type]
-        value: int = struct.unpack_from(fmt, self.data)[0]
-        return value
+        return unpack_integer(item_type, self.data)
 
     @property
     def data_size(self) -> int:

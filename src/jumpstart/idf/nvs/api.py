@@ -8,13 +8,21 @@ flash before it returns (``nvs_commit`` is a no-op in ESP-IDF too).
 from __future__ import annotations
 
 import secrets
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from types import TracebackType
 
-from jumpstart.formats.nvs import KEY_MAX_LENGTH, NS_ANY, ItemType, NvsKeys, NvsKeysError
+from jumpstart.errors import InputError
+from jumpstart.formats.nvs import (
+    KEY_MAX_LENGTH,
+    NS_ANY,
+    ItemType,
+    NvsKeys,
+    NvsKeysError,
+    pack_integer,
+    unpack_integer,
+)
 from jumpstart.formats.partition_table import PartitionType
 from jumpstart.idf.esp_err import EspErr
 from jumpstart.idf.nvs.errors import NvsError
@@ -69,16 +77,8 @@ class EntryInfo:
     type: NvsType
 
 
-_INT_TYPES: dict[str, tuple[ItemType, str]] = {
-    "u8": (ItemType.U8, "<B"),
-    "i8": (ItemType.I8, "<b"),
-    "u16": (ItemType.U16, "<H"),
-    "i16": (ItemType.I16, "<h"),
-    "u32": (ItemType.U32, "<I"),
-    "i32": (ItemType.I32, "<i"),
-    "u64": (ItemType.U64, "<Q"),
-    "i64": (ItemType.I64, "<q"),
-}
+# nvs_set_u8 ... nvs_get_i64 by their suffix
+_INT_TYPES: dict[str, ItemType] = {t.name.lower(): t for t in ItemType if t.is_integer}
 
 
 def _check_key(key: str) -> None:
@@ -152,22 +152,20 @@ class NvsHandle:
     def _set_int(self, kind: str, key: str, value: int) -> None:
         storage = self._usable(write=True)
         _check_key(key)
-        item_type, fmt = _INT_TYPES[kind]
+        item_type = _INT_TYPES[kind]
         try:
-            packed = struct.pack(fmt, value)
-        except struct.error:
+            data = pack_integer(item_type, value)
+        except InputError:
             raise NvsError(
                 EspErr.ESP_ERR_INVALID_ARG, f"{value} does not fit nvs_set_{kind}"
             ) from None
-        storage.write_item(self.ns_index, item_type, key, packed.ljust(8, b"\xff"))
+        storage.write_item(self.ns_index, item_type, key, data)
 
     def _get_int(self, kind: str, key: str) -> int:
         storage = self._usable(write=False)
         _check_key(key)
-        item_type, fmt = _INT_TYPES[kind]
-        data = storage.read_item(self.ns_index, item_type, key)
-        value: int = struct.unpack_from(fmt, data)[0]
-        return value
+        item_type = _INT_TYPES[kind]
+        return unpack_integer(item_type, storage.read_item(self.ns_index, item_type, key))
 
     def set_u8(self, key: str, value: int) -> None:
         self._set_int("u8", key, value)
