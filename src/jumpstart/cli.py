@@ -21,6 +21,7 @@ from jumpstart.errors import JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
 from jumpstart.host import image_tools
 from jumpstart.host.demo import flash_demo
+from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.partition_tool import partition_table as convert_partition_table
 
 app = typer.Typer(
@@ -51,24 +52,6 @@ def _parse_size(text: str) -> int:
         return int(lowered, 0)
     except ValueError:
         raise JumpstartError(f"'{text}' is not a size (use 0x8000, 32K or 4MB)") from None
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise JumpstartError(f"cannot read {path}: {err.strerror}") from None
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write via a temporary file so that a failure never leaves a partial output."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise JumpstartError(f"cannot write {path}: {err.strerror}") from None
 
 
 def home_dir() -> Path:
@@ -106,7 +89,7 @@ def partition_table(
 ) -> None:
     """Convert a partition table: CSV -> binary, or binary -> CSV (like gen_esp32part.py)."""
     result = convert_partition_table(
-        _read(input),
+        read_file(input),
         table_offset=_parse_size(offset),
         flash_size=_parse_size(flash_size) if flash_size else None,
         md5=not no_md5,
@@ -115,7 +98,7 @@ def partition_table(
     for warning in result.table.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if output is not None:
-        _write(output, result.output)
+        write_atomically(output, result.output)
         print(f"wrote {len(result.output)} bytes to {output}", file=sys.stderr)
     elif result.output_is_binary:
         _out().print(_table_view(result.table, f"{input.name}: {len(result.table)} partitions"))
@@ -126,7 +109,7 @@ def partition_table(
 @app.command("image-info")
 def image_info(file: Annotated[Path, typer.Argument(help="App image (.bin)")]) -> None:
     """Show an app image's header, segments, checksum, hash, app description and signatures."""
-    sys.stdout.write(image_tools.image_info(_read(file)))
+    sys.stdout.write(image_tools.image_info(read_file(file)))
 
 
 @app.command("image-build")
@@ -145,9 +128,14 @@ def image_build(
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime.now(dt.UTC)
     data = image_tools.image_build(
-        project, version, _read(payload), when=when, idf_ver=idf_ver, secure_version=secure_version
+        project,
+        version,
+        read_file(payload),
+        when=when,
+        idf_ver=idf_ver,
+        secure_version=secure_version,
     )
-    _write(output, data)
+    write_atomically(output, data)
     print(f"wrote {len(data)} bytes to {output} ({project} {version})", file=sys.stderr)
 
 
@@ -158,8 +146,8 @@ def image_sign(
     output: Annotated[Path, typer.Option("-o", "--output", help="Signed image to write")],
 ) -> None:
     """Append a Secure Boot V2 signature sector (like espsecure sign-data --version 2)."""
-    signed = image_tools.image_sign(_read(input), image_tools.load_private_key(_read(key)))
-    _write(output, signed)
+    signed = image_tools.image_sign(read_file(input), image_tools.load_private_key(read_file(key)))
+    write_atomically(output, signed)
     print(f"wrote {len(signed)} bytes to {output}", file=sys.stderr)
 
 
@@ -169,8 +157,8 @@ def image_verify(
     key: Annotated[Path | None, typer.Option(help="Public or private key (PEM) to trust")] = None,
 ) -> None:
     """Check checksum, hash and (if present) the Secure Boot V2 signature of an image."""
-    public = image_tools.load_public_key(_read(key)) if key else None
-    print(image_tools.image_verify(_read(input), public))
+    public = image_tools.load_public_key(read_file(key)) if key else None
+    print(image_tools.image_verify(read_file(input), public))
 
 
 @app.command("demo")

@@ -14,6 +14,7 @@ from rich.table import Table
 from jumpstart.errors import InputError
 from jumpstart.formats.nvs import decrypt_image
 from jumpstart.host import nvs_tool
+from jumpstart.host.files import read_file
 from jumpstart.host.nvs_parse import ParsedNvs, parse_image
 
 nvs_app = typer.Typer(
@@ -170,7 +171,7 @@ def parse(
     """Show an NVS image's pages, namespaces and values (like nvs_tool.py)."""
     if format not in ("text", "json"):
         raise InputError(f"--format must be text or json, got {format!r}")
-    image = nvs_tool.read_file(file)
+    image = read_file(file)
     if keys is not None:
         image = decrypt_image(image, nvs_tool.read_keys(keys))
     parsed = parse_image(image)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jumpstart.errors import InputError
 from jumpstart.formats.nvs import FormatVersion, NvsKeys, decrypt_image
+from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.nvs_gen import generate_partition, parse_nvs_size
 
 __all__ = ["KeyFiles", "decrypt", "encrypt", "generate", "generate_key", "read_keys"]
@@ -33,23 +34,9 @@ def _target(outdir: Path, name: str | Path) -> Path:
     return path if path.is_absolute() else outdir.expanduser() / path
 
 
-def read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise InputError(f"cannot read {path}: {err.strerror}") from None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {path}: {err.strerror}") from None
+def _save(path: Path, data: bytes) -> None:
+    # like the generator, create --outdir (and keys/) as needed
+    write_atomically(path, data, make_parents=True)
 
 
 def read_keys(path: Path) -> NvsKeys:
@@ -80,7 +67,7 @@ def generate(
             raise InputError(f"cannot read CSV {path}: {err}") from None
     image = generate_partition(sources, nvs_size, version=_version(version), keys=keys)
     target = _target(outdir or Path.cwd(), output)
-    write_atomically(target, image)
+    _save(target, image)
     return target
 
 
@@ -119,8 +106,8 @@ def generate_key(
         keys = NvsKeys(secrets.token_bytes(32), secrets.token_bytes(32))
     target = _target(keys_dir, name)
     if hmac_path is not None:
-        write_atomically(hmac_path, hmac_key)
-    write_atomically(target, keys.to_bytes())
+        _save(hmac_path, hmac_key)
+    _save(target, keys.to_bytes())
     return KeyFiles(keys, target, hmac_path)
 
 
@@ -170,5 +157,5 @@ def decrypt(input: Path, key: Path, output: Path, *, outdir: Path | None = None)
     """An encrypted NVS image -> the plain image (same layout, entries decrypted)."""
     plain = decrypt_image(read_file(input), read_keys(key))
     target = _target(outdir or Path.cwd(), output)
-    write_atomically(target, plain)
+    _save(target, plain)
     return target
