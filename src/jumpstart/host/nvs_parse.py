@@ -33,6 +33,7 @@ from jumpstart.formats.nvs import (
 __all__ = ["ParsedItem", "ParsedNvs", "ParsedPage", "parse_image"]
 
 Value = int | str | bytes
+_Chunks = dict[tuple[int, bytes, int], bytes]  # (namespace, key, chunk index) -> payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,15 @@ class ParsedPage:
         return {s.name.lower(): self.states.count(s) for s in EntryState}
 
 
+def _chunks(written: list[ParsedItem]) -> _Chunks:
+    """Every BLOB_DATA payload by namespace, key and chunk index (later ones win)."""
+    return {
+        (c.item.ns_index, c.item.key, c.item.chunk_index): c.payload
+        for c in written
+        if c.item.type == ItemType.BLOB_DATA
+    }
+
+
 @dataclass(slots=True)
 class ParsedNvs:
     """Everything read from an image, in page sequence order."""
@@ -80,18 +90,19 @@ class ParsedNvs:
     def values(self) -> dict[tuple[str, str], Value]:
         """Current value of every key, later writes winning, blobs reassembled."""
         written = self.written()
+        chunks = _chunks(written)
         result: dict[tuple[str, str], Value] = {}
         for parsed in written:
             item = parsed.item
             if item.ns_index == NS_INDEX or item.type == ItemType.BLOB_DATA:
                 continue
             name = (self.namespaces.get(item.ns_index, f"#{item.ns_index}"), item.key_name)
-            value = self._value_of(parsed, written)
+            value = self._value_of(parsed, chunks)
             if value is not None:
                 result[name] = value
         return result
 
-    def _value_of(self, parsed: ParsedItem, written: list[ParsedItem]) -> Value | None:
+    def _value_of(self, parsed: ParsedItem, chunks: _Chunks) -> Value | None:
         item = parsed.item
         kind = item.item_type
         if kind is None:
@@ -103,15 +114,10 @@ class ParsedNvs:
         if kind is ItemType.BLOB:
             return parsed.payload
         if kind is ItemType.BLOB_IDX:
-            chunks = {
-                c.item.chunk_index: c.payload
-                for c in written
-                if c.item.type == ItemType.BLOB_DATA
-                and c.item.ns_index == item.ns_index
-                and c.item.key == item.key
-            }
             first = item.chunk_start
-            parts = [chunks.get(first + n) for n in range(item.chunk_count)]
+            parts = [
+                chunks.get((item.ns_index, item.key, first + n)) for n in range(item.chunk_count)
+            ]
             if any(p is None for p in parts):
                 return None
             return b"".join(p for p in parts if p is not None)
@@ -145,9 +151,10 @@ class ParsedNvs:
                     found.append(f"{where}: duplicate of {item.key_name!r} at {seen[identity]}")
                 seen[identity] = (page.sector, parsed.index)
         written = self.written()
+        chunks = _chunks(written)
         for parsed in written:
             item = parsed.item
-            if item.type == ItemType.BLOB_IDX and self._value_of(parsed, written) is None:
+            if item.type == ItemType.BLOB_IDX and self._value_of(parsed, chunks) is None:
                 found.append(f"blob {item.key_name!r}: chunks missing")
         return found
 
