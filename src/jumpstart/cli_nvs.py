@@ -16,6 +16,7 @@ from jumpstart.formats.nvs import decrypt_image
 from jumpstart.host import nvs_tool
 from jumpstart.host.files import read_file
 from jumpstart.host.nvs_parse import ParsedNvs, parse_image
+from jumpstart.host.nvs_tool import KeyRequest
 
 nvs_app = typer.Typer(
     help="NVS partitions: generate from CSV (like nvs_partition_gen), encrypt, decrypt, parse.",
@@ -80,18 +81,16 @@ def encrypt(
     outdir: Outdir = None,
 ) -> None:
     """Generate an encrypted NVS partition (XTS-AES-256 per entry)."""
+    request = KeyRequest(
+        keyfile, key_protect_hmac, kp_hmac_keygen, kp_hmac_keyfile, kp_hmac_inputkey
+    )
     path, keys = nvs_tool.encrypt(
         inputs,
         output,
         size,
         version=version,
-        keygen=keygen,
+        keygen=request if keygen else None,
         inputkey=inputkey,
-        keyfile=keyfile,
-        key_protect_hmac=key_protect_hmac,
-        kp_hmac_keygen=kp_hmac_keygen,
-        kp_hmac_keyfile=kp_hmac_keyfile,
-        kp_hmac_inputkey=kp_hmac_inputkey,
         outdir=outdir,
     )
     if keys is not None:
@@ -122,11 +121,7 @@ def generate_key(
 ) -> None:
     """Generate an NVS key file (random, or derived from an HMAC key)."""
     made = nvs_tool.generate_key(
-        keyfile=keyfile,
-        key_protect_hmac=key_protect_hmac,
-        kp_hmac_keygen=kp_hmac_keygen,
-        kp_hmac_keyfile=kp_hmac_keyfile,
-        kp_hmac_inputkey=kp_hmac_inputkey,
+        KeyRequest(keyfile, key_protect_hmac, kp_hmac_keygen, kp_hmac_keyfile, kp_hmac_inputkey),
         outdir=outdir,
     )
     if made.hmac_keyfile is not None:

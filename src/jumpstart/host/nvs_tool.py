@@ -18,7 +18,7 @@ from jumpstart.formats.nvs import FormatVersion, NvsKeys, decrypt_image
 from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.nvs_gen import generate_partition, parse_nvs_size
 
-__all__ = ["KeyFiles", "decrypt", "encrypt", "generate", "generate_key", "read_keys"]
+__all__ = ["KeyFiles", "KeyRequest", "decrypt", "encrypt", "generate", "generate_key", "read_keys"]
 
 KEYS_DIR = "keys"
 
@@ -80,25 +80,28 @@ class KeyFiles:
     hmac_keyfile: Path | None = None
 
 
-def generate_key(
-    *,
-    keyfile: str | None = None,
-    key_protect_hmac: bool = False,
-    kp_hmac_keygen: bool = False,
-    kp_hmac_keyfile: str | None = None,
-    kp_hmac_inputkey: Path | None = None,
-    outdir: Path | None = None,
-) -> KeyFiles:
+@dataclass(frozen=True, slots=True)
+class KeyRequest:
+    """The keys ``generate-key`` (or ``encrypt --keygen``) is asked to make, and where."""
+
+    keyfile: str | None = None
+    key_protect_hmac: bool = False
+    kp_hmac_keygen: bool = False
+    kp_hmac_keyfile: str | None = None
+    kp_hmac_inputkey: Path | None = None
+
+
+def generate_key(request: KeyRequest, *, outdir: Path | None = None) -> KeyFiles:
     """Write an NVS key file to ``<outdir>/keys/``: random keys, or derived from an HMAC key."""
-    name = keyfile or f"keys-{dt.datetime.now():%m-%d_%H-%M}.bin"
+    name = request.keyfile or f"keys-{dt.datetime.now():%m-%d_%H-%M}.bin"
     keys_dir = (outdir or Path.cwd()).expanduser() / KEYS_DIR
     hmac_path: Path | None = None
-    if key_protect_hmac:
-        if kp_hmac_keygen:
+    if request.key_protect_hmac:
+        if request.kp_hmac_keygen:
             hmac_key = secrets.token_bytes(32)
-            hmac_path = _target(keys_dir, kp_hmac_keyfile or f"hmac-{Path(name).name}")
-        elif kp_hmac_inputkey is not None:
-            hmac_key = read_file(kp_hmac_inputkey)
+            hmac_path = _target(keys_dir, request.kp_hmac_keyfile or f"hmac-{Path(name).name}")
+        elif request.kp_hmac_inputkey is not None:
+            hmac_key = read_file(request.kp_hmac_inputkey)
         else:
             raise InputError("--key_protect_hmac needs --kp_hmac_keygen or --kp_hmac_inputkey FILE")
         keys = NvsKeys.from_hmac(hmac_key)
@@ -117,32 +120,20 @@ def encrypt(
     size: str,
     *,
     version: int = 2,
-    keygen: bool = False,
+    keygen: KeyRequest | None = None,
     inputkey: Path | None = None,
-    keyfile: str | None = None,
-    key_protect_hmac: bool = False,
-    kp_hmac_keygen: bool = False,
-    kp_hmac_keyfile: str | None = None,
-    kp_hmac_inputkey: Path | None = None,
     outdir: Path | None = None,
 ) -> tuple[Path, KeyFiles | None]:
-    """CSV files -> an encrypted NVS image, with keys from ``inputkey`` or newly generated."""
+    """CSV files -> an encrypted NVS image, with keys from ``inputkey`` or made per ``keygen``."""
     parse_nvs_size(size)
-    if keygen == (inputkey is not None):
-        raise InputError("give exactly one of --keygen and --inputkey FILE")
-    if inputkey is not None:
+    if inputkey is not None and keygen is None:
         image = generate(
             inputs, output, size, version=version, outdir=outdir, keys=read_keys(inputkey)
         )
         return image, None
-    made = generate_key(
-        keyfile=keyfile,
-        key_protect_hmac=key_protect_hmac,
-        kp_hmac_keygen=kp_hmac_keygen,
-        kp_hmac_keyfile=kp_hmac_keyfile,
-        kp_hmac_inputkey=kp_hmac_inputkey,
-        outdir=outdir,
-    )
+    if keygen is None or inputkey is not None:
+        raise InputError("give exactly one of --keygen and --inputkey FILE")
+    made = generate_key(keygen, outdir=outdir)
     try:
         image = generate(inputs, output, size, version=version, outdir=outdir, keys=made.keys)
     except InputError:
