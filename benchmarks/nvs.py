@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 import sys
@@ -14,6 +15,7 @@ from rich.progress import Progress
 from jumpstart.formats.nvs import FormatVersion, ItemType
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.nvs_gen import NvsImageBuilder, parse_nvs_size
+from jumpstart.host.nvs_template import FactoryField, NvsImageBatch
 from jumpstart.idf.flash import MemoryFlash
 from jumpstart.idf.nvs import NvsFlash
 from jumpstart.idf.partition import PartitionMap
@@ -25,46 +27,55 @@ from tests.idf.nvs.scenario import (
     random_ops,
 )
 
-CERT = bytes(range(256)) * 4 + bytes(200)  # a 1.2 KB device certificate
 
-
-def _factory_rows(serial: int) -> list[tuple[str, str, object]]:
+def _factory_rows(serial: int) -> list[tuple[str, str, int | str | bytes]]:
+    """One device's factory data; certificate, key, PoP and MAC differ per device, as in a
+    real run."""
+    unique = hashlib.sha256(serial.to_bytes(4, "little")).digest()
+    cert = (unique * 38)[:1200]  # a 1.2 KB device certificate
     return [
         ("serial_no", "string", f"SP-{serial:06d}"),
-        ("device_cert", "blob", CERT),
-        ("device_key", "blob", CERT[:240]),
+        ("device_cert", "blob", cert),
+        ("device_key", "blob", (unique[::-1] * 8)[:240]),
         ("thing_name", "string", f"outlet-{serial:06d}"),
         ("hw_rev", "u8", 3),
-        ("cal_v", "i16", -1234),
-        ("cal_i", "i32", 52000),
-        ("mfg_date", "u32", 1_795_000_000),
-        ("pop", "string", "abcd1234"),
-        ("mac_suffix", "blob", b"\xa1\xb2\xc3"),
+        ("cal_v", "i16", -1234 + serial % 100),
+        ("cal_i", "i32", 52000 + serial),
+        ("mfg_date", "u32", 1_795_000_000 + serial * 60),
+        ("pop", "string", unique.hex()[:8]),
+        ("mac_suffix", "blob", unique[:3]),
     ]
 
 
-def _ours(serial: int) -> bytes:
+_FIELD_TYPES = {"string": ItemType.SZ, "blob": ItemType.BLOB}
+
+
+def _fields() -> list[FactoryField]:
+    return [
+        FactoryField("fctry", key, _FIELD_TYPES.get(kind) or ItemType[kind.upper()])
+        for key, kind, _ in _factory_rows(0)
+    ]
+
+
+def _one_at_a_time(rows: list[tuple[str, str, int | str | bytes]]) -> bytes:
     builder = NvsImageBuilder(parse_nvs_size(0x6000), FormatVersion.V2)
     ns = builder.namespace("fctry")
-    for key, kind, value in _factory_rows(serial):
-        if kind == "string":
-            builder.string(ns, key, str(value))
-        elif kind == "blob":
-            assert isinstance(value, bytes)
+    for key, kind, value in rows:
+        if isinstance(value, str):
+            builder.string(ns, key, value)
+        elif isinstance(value, bytes):
             builder.blob(ns, key, value)
         else:
-            assert isinstance(value, int)
             builder.integer(ns, key, ItemType[kind.upper()], value)
     return builder.to_bytes()
 
 
-def _theirs(serial: int) -> bytes:
+def _theirs(rows: list[tuple[str, str, int | str | bytes]]) -> bytes:
     out = io.BytesIO()
     nvs = gen.nvs_open(out, 0x6000 - 0x1000, gen.Page.VERSION2)
     gen.write_entry(nvs, "fctry", "namespace", "", "")
-    for key, kind, value in _factory_rows(serial):
-        if kind == "blob":
-            assert isinstance(value, bytes)
+    for key, kind, value in rows:
+        if isinstance(value, bytes):
             gen.write_entry(nvs, key, "data", "hex2bin", value.hex())
         else:
             gen.write_entry(nvs, key, "data", kind, str(value))
@@ -73,19 +84,26 @@ def _theirs(serial: int) -> bytes:
 
 
 def bench_factory_generation(count: int = 1000) -> None:
-    assert _ours(1) == _theirs(1), "the benchmark inputs must give identical images"
-    start = time.perf_counter()
-    for n in range(count):
-        _ours(n)
-    ours = time.perf_counter() - start
-    start = time.perf_counter()
-    for n in range(count):
-        _theirs(n)
-    theirs = time.perf_counter() - start
-    print(
-        f"{count} factory NVS images (0x6000, 10 keys)  ours {count / ours:8.0f}/s   "
-        f"nvs_partition_gen {count / theirs:8.0f}/s   speed-up {theirs / ours:6.1f}x"
-    )
+    """A manufacturing run: ``count`` devices, same keys, their own values."""
+    devices = [_factory_rows(n) for n in range(count)]
+    values = [[value for _, _, value in rows] for rows in devices]
+    batch = NvsImageBatch(parse_nvs_size(0x6000), _fields())
+    timings = {}
+    for name, make in (
+        ("ours, bulk", lambda n: batch.render(values[n])),
+        ("ours, one image at a time", lambda n: _one_at_a_time(devices[n])),
+        ("nvs_partition_gen", lambda n: _theirs(devices[n])),
+    ):
+        start = time.perf_counter()
+        for n in range(count):
+            make(n)
+        timings[name] = time.perf_counter() - start
+    for n in (0, count // 2, count - 1):
+        assert batch.render(values[n]) == _theirs(devices[n]), "images must be identical"
+    theirs = timings["nvs_partition_gen"]
+    print(f"{count} factory NVS images (0x6000, 10 keys incl. a 1.2 KB certificate):")
+    for name, seconds in timings.items():
+        print(f"  {name:<28} {count / seconds:8.0f}/s   speed-up {theirs / seconds:5.1f}x")
 
 
 def _device(size: int = 0x6000) -> tuple[MemoryFlash, NvsFlash]:

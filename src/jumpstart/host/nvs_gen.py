@@ -119,6 +119,7 @@ class NvsImageBuilder:
         "_entry",
         "_namespaces",
         "_pages",
+        "_placements",
         "size",
         "version",
     )
@@ -139,6 +140,8 @@ class NvsImageBuilder:
         self._budget = size.usable
         self._entry = 0
         self._namespaces: dict[str, int] = {}
+        # (partition offset, byte count) of every _put, when a template is being recorded.
+        self._placements: list[tuple[int, int]] | None = None
         self._new_page()
 
     # -- pages ---------------------------------------------------------------------------
@@ -162,6 +165,8 @@ class NvsImageBuilder:
         """Place ``entries`` entries of ``raw`` at the next free entry and mark them written."""
         page = self._pages[-1]
         start = entry_offset(self._entry)
+        if self._placements is not None:
+            self._placements.append(((len(self._pages) - 1) * PAGE_SIZE + start, len(raw)))
         if self._cipher is not None and raw:
             relative = (len(self._pages) - 1) * PAGE_SIZE + start
             raw = self._cipher.encrypt(relative, payload_entries(raw))
@@ -244,6 +249,11 @@ class NvsImageBuilder:
             if not remaining:
                 break
         self._put(Item.blob_index(ns_index, key, len(data), chunk_count, 0).to_bytes(), 1)
+
+    def record_placements(self) -> list[tuple[int, int]]:
+        """Start logging where each later write lands: ``(partition offset, bytes)`` in order."""
+        self._placements = []
+        return self._placements
 
     # -- result --------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -222,3 +222,37 @@ def flash_operations(ops: list[Op], *, size: int = 0x6000, keys: NvsKeys | None 
             ):
                 raise
     return flash.operations - start
+
+
+def run_against_model(
+    seed: int, count: int, *, size: int = 0x6000, keys: NvsKeys | None = None
+) -> tuple[MemoryFlash, Model]:
+    """Apply ``count`` random operations, checking the library against the model after each.
+
+    Returns the flash and the model at the end; raises AssertionError on the first mismatch.
+    """
+    flash = flash_with_nvs(size)
+    nvs = boot(flash, keys)
+    model: Model = {}
+    for op in random_ops(random.Random(seed), count):
+        refused = None
+        try:
+            apply(nvs, op)
+        except NvsError as err:
+            refused = err.code
+        # a refused write (no room, too long) must change nothing
+        assert refused in (
+            None,
+            EspErr.ESP_ERR_NVS_NOT_ENOUGH_SPACE,
+            EspErr.ESP_ERR_NVS_VALUE_TOO_LONG,
+        ), f"{op} failed with {refused}"
+        if refused is None:
+            model_apply(model, op)
+        problems = mismatches(nvs, model)
+        assert problems == [], f"after {op}: {problems}"
+    return flash, model
+
+
+def model_values(model: Model) -> dict[tuple[str, str], Value]:
+    """The model as the parser reports values: (namespace, key) -> value."""
+    return {name: value for name, (_, value) in model.items()}
