@@ -62,6 +62,10 @@ class Gpio:
         self._isr: dict[int, IsrHandler] = {}
         self._watchers: list[OutputWatcher] = []
 
+    def set_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver interrupts on ``loop`` (the device's, from its first boot on)."""
+        self._loop = loop
+
     def _pin(self, pin: int) -> PinState:
         if pin not in ESP32_PINS:
             raise EspError(EspErr.ESP_ERR_INVALID_ARG, f"GPIO{pin} does not exist on the ESP32")

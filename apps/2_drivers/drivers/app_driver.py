@@ -1,0 +1,38 @@
+"""app_driver: the outlet's button and output, isolated so a product can replace them."""
+
+from jumpstart.idf.app_context import AppContext
+from jumpstart.idf.gpio import GpioMode
+
+TAG = "app_driver"
+
+
+class AppDriver:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.output_gpio = int(ctx.config["output_gpio"])
+        self.debounce_ms = int(ctx.config["debounce_ms"])
+        self.state = False
+        self._previous: int | None = None
+        ctx.gpio.config(self.output_gpio, GpioMode.OUTPUT)
+        ctx.gpio.set_level(self.output_gpio, 0)
+        button = ctx.button(int(ctx.config["button_gpio"]), int(ctx.config["button_active_level"]))
+        button.on_release(self._push_btn_cb)
+        button.on_released_after(3, self._long_press_cb)
+
+    def _push_btn_cb(self) -> None:
+        # Absorb every release within DEBOUNCE_TIME of the last one: one toggle per press.
+        current = self.ctx.tick_ms()
+        if self._previous is None or current - self._previous > self.debounce_ms:
+            self._previous = current
+            self.toggle_state()
+
+    def _long_press_cb(self) -> None:
+        self.ctx.log.i(TAG, "Button held for 3 s and released")
+
+    def toggle_state(self) -> None:
+        self.set_state(not self.state)
+
+    def set_state(self, on: bool) -> None:
+        self.state = on
+        self.ctx.gpio.set_level(self.output_gpio, 1 if on else 0)
+        self.ctx.log.i(TAG, f"Output {'on' if on else 'off'}")

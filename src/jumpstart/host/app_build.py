@@ -1,0 +1,85 @@
+"""``jumpstart idf build``: an app folder -> an ESP app image carrying its code.
+
+The folder holds ``app.toml``::
+
+    [app]
+    name = "drivers"            # esp_app_desc_t.project_name
+    version = "1.0.0"           # esp_app_desc_t.version
+    package = "drivers"         # the Python package folder next to app.toml
+    entry = "drivers.main"      # the module that defines app_main(ctx)
+    embed_txtfiles = ["server.crt"]   # like COMPONENT_EMBED_TXTFILES (optional)
+    [config]                    # build-time settings the app reads (its sdkconfig)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from jumpstart.errors import InputError
+from jumpstart.formats.app_package import AppPackage
+from jumpstart.host.image_tools import image_build
+
+__all__ = ["build_app_image", "load_app_package"]
+
+MANIFEST = "app.toml"
+
+
+def _text(table: dict[str, Any], key: str, where: Path) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{where}: [app] needs a text value for {key!r}")
+    return value
+
+
+def load_app_package(folder: Path) -> AppPackage:
+    """Read an app folder into a package; errors name the file and what to fix."""
+    manifest = folder / MANIFEST
+    try:
+        data = tomllib.loads(manifest.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{folder} is not an app folder: it has no {MANIFEST}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"{manifest}: {err}") from None
+    app = data.get("app")
+    if not isinstance(app, dict):
+        raise InputError(f"{manifest}: missing the [app] table")
+    package = _text(app, "package", manifest)
+    root = folder / package
+    if not root.is_dir():
+        raise InputError(f"{manifest}: package folder {root} does not exist")
+    modules = {
+        ".".join(path.relative_to(folder).with_suffix("").parts): path.read_bytes()
+        for path in sorted(root.rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+    embedded: dict[str, bytes] = {}
+    for name in [*app.get("embed_txtfiles", []), *app.get("embed_files", [])]:
+        try:
+            embedded[Path(name).name] = (folder / name).read_bytes()
+        except OSError as err:
+            raise InputError(f"{manifest}: cannot embed {name!r}: {err.strerror}") from None
+    config = data.get("config", {})
+    if not isinstance(config, dict):
+        raise InputError(f"{manifest}: [config] must be a table")
+    return AppPackage(
+        name=_text(app, "name", manifest),
+        version=_text(app, "version", manifest),
+        entry=_text(app, "entry", manifest),
+        modules=modules,
+        embedded=embedded,
+        config=config,
+    )
+
+
+def build_app_image(folder: Path, *, when: dt.datetime | None = None) -> bytes:
+    """The app image for ``folder``: esp_app_desc_t + the package, checksum and SHA-256."""
+    package = load_app_package(folder)
+    return image_build(
+        package.name,
+        package.version,
+        package.to_bytes(),
+        when=when or dt.datetime.now(dt.UTC),
+    )

@@ -1,0 +1,138 @@
+"""The second-stage bootloader: partition table -> otadata -> slot -> verified image.
+
+Follows ``bootloader_utility_load_boot_image`` (spec 4.2): the slot comes from the valid
+otadata entry with the highest sequence number; loading falls back from the selected slot
+downwards to the factory app, then upwards through the remaining OTA slots. With app rollback
+enabled, an entry left in PENDING_VERIFY becomes ABORTED (the app never confirmed itself) and
+a NEW entry becomes PENDING_VERIFY. Every image is verified (checksum, SHA-256, app
+description, app package) before it may run; a corrupt one is logged and skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jumpstart.errors import InputError
+from jumpstart.formats.app_image import AppImage
+from jumpstart.formats.app_package import AppPackage
+from jumpstart.formats.otadata import (
+    BLANK_SEQ,
+    OtadataError,
+    OtaImgState,
+    OtaSelectEntry,
+    parse_otadata,
+    select_entry,
+    slot_for_seq,
+)
+from jumpstart.formats.partition_table import Partition, PartitionType
+from jumpstart.idf.log import EspLog
+from jumpstart.idf.partition import EspPartition, PartitionMap
+
+__all__ = ["BootedApp", "NoBootableAppError", "boot_candidates", "load_boot_image"]
+
+TAG = "boot"
+FACTORY_SUBTYPE = 0x00
+OTADATA_SUBTYPE = 0x00
+SECTOR = 0x1000
+
+
+class NoBootableAppError(InputError):
+    """No app partition holds an image that passes verification."""
+
+
+@dataclass(frozen=True)
+class BootedApp:
+    partition: EspPartition
+    image: AppImage
+    package: AppPackage
+
+
+def _otadata(parts: PartitionMap) -> EspPartition | None:
+    found = parts.find(PartitionType.DATA, subtype=OTADATA_SUBTYPE)
+    return found[0] if found else None
+
+
+def _write_entry(otadata: EspPartition, index: int, entry: OtaSelectEntry) -> None:
+    otadata.erase_range(index * SECTOR, SECTOR)
+    otadata.write(index * SECTOR, entry.to_bytes())
+
+
+def boot_candidates(parts: PartitionMap, log: EspLog, *, rollback: bool = True) -> list[Partition]:
+    """App partitions in the order the bootloader tries them (updates otadata states)."""
+    table = parts.table
+    apps = table.ota_apps
+    factory = next(
+        (p for p in table.partitions if p.type == PartitionType.APP and p.subtype == 0), None
+    )
+    otadata = _otadata(parts)
+    selected: int | None = None  # index into apps; None = factory
+    if otadata is not None and apps:
+        try:
+            entries = list(parse_otadata(otadata.read(0, otadata.size)))
+        except OtadataError as err:
+            log.e(TAG, f"otadata unreadable ({err})")
+            entries = []
+        if rollback:
+            for index, entry in enumerate(entries):
+                if entry.is_valid and entry.state == OtaImgState.PENDING_VERIFY:
+                    log.w(TAG, f"otadata[{index}]: app never confirmed itself, marked aborted")
+                    entries[index] = entry.with_state(OtaImgState.ABORTED)
+                    _write_entry(otadata, index, entries[index])
+        chosen = select_entry((entries[0], entries[1])) if len(entries) == 2 else None
+        if chosen is not None:
+            entry = entries[chosen]
+            selected = slot_for_seq(entry.ota_seq, len(apps))
+            if rollback and entry.state == OtaImgState.NEW:
+                _write_entry(otadata, chosen, entry.with_state(OtaImgState.PENDING_VERIFY))
+    if selected is None and factory is None and apps:
+        selected = 0
+    order: list[Partition] = []
+    if selected is not None:
+        order += [apps[i] for i in range(selected, -1, -1)]
+    if factory is not None:
+        order.append(factory)
+    if selected is not None:
+        order += apps[selected + 1 :]
+    else:
+        order += apps
+    return order
+
+
+def load_boot_image(parts: PartitionMap, log: EspLog, *, rollback: bool = True) -> BootedApp:
+    """Pick, verify and unpack the app to run; raise NoBootableAppError if none passes."""
+    candidates = boot_candidates(parts, log, rollback=rollback)
+    if not candidates:
+        log.e(TAG, "No bootable app partitions in the partition table")
+        raise NoBootableAppError("the partition table has no app partition")
+    for partition in candidates:
+        region = parts.find_first(PartitionType.APP, label=partition.name)
+        try:
+            content = region.read(0, region.size)
+            if content[:1] != b"\xe9":
+                raise InputError("no image (bad magic byte)")
+            image = AppImage.parse(content)
+            image.verify()
+            package = AppPackage.from_bytes(image.payload)
+        except InputError as err:
+            log.e(TAG, f"Image at 0x{partition.offset:x} ({partition.name}) is not bootable: {err}")
+            continue
+        log.i(TAG, f"Loaded app from partition at offset 0x{partition.offset:x}")
+        _confirm_first_boot(parts, partition, log)
+        return BootedApp(region, image, package)
+    log.e(TAG, "No bootable app partitions in the partition table")
+    raise NoBootableAppError("no app partition holds a valid image")
+
+
+def _confirm_first_boot(parts: PartitionMap, partition: Partition, log: EspLog) -> None:
+    """With blank otadata, booting ota_N records seq N+1 in entry 0 (``set_actual_ota_seq``)."""
+    otadata = _otadata(parts)
+    if otadata is None or partition.ota_slot is None:
+        return
+    try:
+        entries = parse_otadata(otadata.read(0, otadata.size))
+    except OtadataError:
+        return
+    if all(e.ota_seq == BLANK_SEQ or not e.crc_ok for e in entries):
+        seq = partition.ota_slot + 1
+        _write_entry(otadata, 0, OtaSelectEntry.new(seq, OtaImgState.VALID))
+        log.d(TAG, f"otadata set to seq {seq} ({partition.name})")

@@ -1,0 +1,279 @@
+"""A virtual ESP32: flash, eFuse and pins, booting the app its flash holds.
+
+A ``Device`` owns everything of one chip (no module state), so a fleet runs side by side in one
+asyncio loop. ``run()`` boots, runs the app until ``restart()`` / ``power_cut()`` / ``stop()``,
+tears the boot down (tasks, timers, event loop, app modules) and boots again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import traceback
+from collections.abc import Callable, Coroutine
+from enum import Enum
+from typing import Any
+
+from jumpstart.errors import InputError
+from jumpstart.formats.partition_table import PartitionType
+from jumpstart.idf.app_context import AppContext
+from jumpstart.idf.app_loader import LoadedApp
+from jumpstart.idf.bootloader import BootedApp, load_boot_image
+from jumpstart.idf.efuse import VirtualEfuse, format_mac
+from jumpstart.idf.event import EventLoop
+from jumpstart.idf.flash import Flash
+from jumpstart.idf.gpio import Gpio
+from jumpstart.idf.log import EspLog, LogLevel
+from jumpstart.idf.nvs import NvsFlash
+from jumpstart.idf.partition import PartitionMap
+from jumpstart.idf.timer import TimerService
+
+__all__ = ["Device", "DeviceState", "ResetReason"]
+
+IDF_VERSION = "v5.5"
+# CONFIG_ESP_SYSTEM_PANIC_REBOOT_DELAY_SECONDS: a crashing app reboots, but not in a tight loop.
+PANIC_REBOOT_DELAY_S = 1.0
+
+
+class DeviceState(Enum):
+    OFF = "off"
+    RUNNING = "running"
+    HALTED = "halted"  # the bootloader found nothing to run
+
+
+class ResetReason(Enum):
+    """The ROM's ``rst:`` line (``RESET_REASON`` codes of the ESP32)."""
+
+    POWERON_RESET = 0x1
+    SW_CPU_RESET = 0xC  # esp_restart(), and the reboot after a panic
+
+
+# Tests and tools plug radios (Wi-Fi) in through this hook: it gets the context and the device.
+PeripheralHook = Callable[[AppContext, "Device"], None]
+
+
+class Device:
+    """One virtual chip. ``console`` receives every line it prints."""
+
+    def __init__(
+        self,
+        name: str,
+        flash: Flash,
+        efuse: VirtualEfuse,
+        *,
+        console: Callable[[str], None],
+        rollback: bool = True,
+        log_level: LogLevel = LogLevel.INFO,
+        peripherals: list[PeripheralHook] | None = None,
+    ) -> None:
+        self.name = name
+        self.flash = flash
+        self.efuse = efuse
+        self.console = console
+        self.rollback = rollback
+        self.log_level = log_level
+        self.gpio = Gpio()
+        self.state = DeviceState.OFF
+        self.boot_count = 0
+        self.booted: BootedApp | None = None
+        self.context: AppContext | None = None
+        self._peripherals = list(peripherals or [])
+        self._boot_time = 0.0
+        self._reason = ResetReason.POWERON_RESET
+        self._wake: asyncio.Event | None = None
+        self._next: ResetReason | None = None
+        self._stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.booted_event: asyncio.Event | None = None
+
+    # -- control -----------------------------------------------------------------------
+    def restart(self) -> None:
+        """``esp_restart()``: end this boot and boot again."""
+        self._request(ResetReason.SW_CPU_RESET)
+
+    def power_cut(self) -> None:
+        """Power lost and back: like a restart, with the power-on reset reason."""
+        self._request(ResetReason.POWERON_RESET)
+
+    async def stop(self) -> None:
+        """Power off for good; ``run()`` returns."""
+        self._stopping = True
+        self._request(ResetReason.POWERON_RESET)
+
+    def _request(self, reason: ResetReason) -> None:
+        self._next = reason
+        if self._wake is not None:
+            self._wake.set()
+
+    def uptime_ms(self) -> int:
+        return int((asyncio.get_running_loop().time() - self._boot_time) * 1000)
+
+    def status(self) -> dict[str, Any]:
+        desc = self.booted.image.app_description if self.booted else None
+        return {
+            "name": self.name,
+            "state": self.state.value,
+            "mac": format_mac(self.efuse.mac),
+            "boot_count": self.boot_count,
+            "uptime_ms": self.uptime_ms() if self.state is not DeviceState.OFF else 0,
+            "partition": self.booted.partition.label if self.booted else None,
+            "app": desc.project_name if desc else None,
+            "version": desc.version if desc else None,
+            "outputs": {str(pin): level for pin, level in self.gpio.outputs().items()},
+        }
+
+    # -- running -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Boot and keep the device running until :meth:`stop`."""
+        self._wake = asyncio.Event()
+        self.booted_event = asyncio.Event()
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                self._next = None
+                await self._boot()
+                await self._wake.wait()
+                await self._teardown()
+                self._reason = self._next or ResetReason.POWERON_RESET
+        finally:
+            await self._teardown()
+            self.state = DeviceState.OFF
+
+    def _print_rom_banner(self) -> None:
+        self.console("ets Jul 29 2019 12:21:46")
+        self.console("")
+        code = self._reason.value
+        self.console(f"rst:0x{code:x} ({self._reason.name}),boot:0x13 (SPI_FAST_FLASH_BOOT)")
+
+    async def _boot(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._boot_time = loop.time()
+        self.boot_count += 1
+        self._print_rom_banner()
+        log = EspLog(self.uptime_ms, self.console, self.log_level)
+        self.gpio.reset()
+        self.gpio.set_loop(loop)
+        log.i("boot", f"ESP-IDF {IDF_VERSION} 2nd stage bootloader")
+        try:
+            parts = PartitionMap.load(self.flash)
+        except InputError as err:
+            log.e("boot", f"Failed to verify partition table: {err}")
+            self._halt(log)
+            return
+        self._print_partition_table(log, parts)
+        try:
+            self.booted = load_boot_image(parts, log, rollback=self.rollback)
+            app = LoadedApp(self.booted.package)
+        except InputError as err:
+            log.e("boot", str(err))
+            self._halt(log)
+            return
+        desc = self.booted.image.app_description
+        if desc is not None:
+            log.i("app_init", f"Project name:     {desc.project_name}")
+            log.i("app_init", f"App version:      {desc.version}")
+            log.i("app_init", f"Compile time:     {desc.date} {desc.time}")
+            log.i("app_init", f"ESP-IDF:          {desc.idf_ver}")
+        timers = TimerService(loop, on_error=lambda t, e: self._panic(log, f"timer {t.name}", e))
+        events = EventLoop(on_error=lambda ev, e: self._panic(log, f"event {ev.name}", e))
+        events.start()
+        context = AppContext(
+            device_name=self.name,
+            mac=self.efuse.mac,
+            app=self.booted.package,
+            running_partition=self.booted.partition,
+            partitions=parts,
+            log=log,
+            events=events,
+            timers=timers,
+            gpio=self.gpio,
+            nvs=NvsFlash(parts),
+            restart=self.restart,
+            tick_ms=self.uptime_ms,
+            spawn=self._spawn,
+        )
+        context.on_teardown(app.unload)
+        context.on_teardown(events.stop)
+        context.on_teardown(timers.stop_all)
+        for hook in self._peripherals:
+            hook(context, self)
+        self.context = context
+        self.state = DeviceState.RUNNING
+        log.i("cpu_start", "Starting scheduler on PRO CPU.")
+        self._spawn(self._main(app, context), "main")
+        assert self.booted_event is not None
+        self.booted_event.set()
+
+    def _halt(self, log: EspLog) -> None:
+        self.booted = None
+        self.state = DeviceState.HALTED
+        log.e("boot", "No app to run; the device waits for a new image (idf flash) or restart")
+        if self.booted_event is not None:
+            self.booted_event.set()
+
+    def _print_partition_table(self, log: EspLog, parts: PartitionMap) -> None:
+        log.i("boot", "Partition Table:")
+        log.i("boot", "## Label            Usage          Type ST Offset   Length")
+        for n, p in enumerate(parts.table.partitions):
+            usage = (
+                "OTA app"
+                if p.ota_slot is not None
+                else ("factory app" if p.type == PartitionType.APP else "data")
+            )
+            log.i(
+                "boot",
+                f"{n:2d} {p.name:<16} {usage:<14} {p.type:02x} {p.subtype:02x} "
+                f"{p.offset:08x} {p.size:08x}",
+            )
+        log.i("boot", "End of partition table")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or self.context is None:
+            return
+        err = task.exception()
+        if err is not None:
+            self._panic(self.context.log, f"task {task.get_name()}", err)
+
+    async def _main(self, app: LoadedApp, context: AppContext) -> None:
+        result = app.app_main(context)
+        if inspect.isawaitable(result):
+            await result
+        # app_main returning ends the main task only; the rest of the system keeps running.
+
+    def _panic(self, log: EspLog, where: str, err: BaseException) -> None:
+        log.e("esp_system", f"Unhandled {type(err).__name__} in {where}: {err}")
+        for line in traceback.format_exception(err)[-6:]:
+            for part in line.rstrip().splitlines():
+                self.console(part)
+        self.console(f"Rebooting in {PANIC_REBOOT_DELAY_S:g} s...")
+        loop = asyncio.get_running_loop()
+        boot = self.boot_count
+        loop.call_later(PANIC_REBOOT_DELAY_S, self._reboot_after_panic, boot)
+
+    def _reboot_after_panic(self, boot: int) -> None:
+        if self.boot_count == boot and not self._stopping:
+            self._request(ResetReason.SW_CPU_RESET)
+
+    async def _teardown(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        context, self.context = self.context, None
+        if context is not None:
+            for hook in context.teardown_hooks():
+                result = hook()
+                if inspect.isawaitable(result):
+                    await result
+        self.booted = None
+        if self.state is not DeviceState.OFF:
+            self.state = DeviceState.OFF
