@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jumpstart import __version__
+from jumpstart import __version__, cli_device
 from jumpstart.cli_nvs import nvs_app
 from jumpstart.errors import JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
@@ -34,6 +34,13 @@ app = typer.Typer(
 idf_app = typer.Typer(help="ESP-IDF style tools (idf.py, gen_esp32part).", no_args_is_help=True)
 app.add_typer(idf_app, name="idf")
 app.add_typer(nvs_app, name="nvs")
+app.add_typer(cli_device.device_app, name="device")
+idf_app.command("build")(cli_device.idf_build)
+idf_app.command(
+    "flash", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)(cli_device.idf_flash)
+idf_app.command("erase-flash")(cli_device.idf_erase_flash)
+idf_app.command("monitor")(cli_device.idf_monitor)
 
 EXIT_INPUT_ERROR = 2
 

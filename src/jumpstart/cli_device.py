@@ -1,0 +1,277 @@
+"""``jumpstart device ...`` and the device side of ``jumpstart idf`` (build, flash, monitor)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jumpstart.errors import InputError
+from jumpstart.formats.app_image import AppImage
+from jumpstart.formats.partition_table import PartitionTable, PartitionType
+from jumpstart.host.app_build import build_app_image
+from jumpstart.host.device_control import is_running, send_command
+from jumpstart.host.device_home import PARTITION_TABLE_OFFSET, DeviceFolder, JumpstartHome
+from jumpstart.host.device_runner import run_device
+from jumpstart.host.files import read_file, write_atomically
+from jumpstart.idf.efuse import format_mac, parse_mac
+from jumpstart.idf.esp_err import EspError
+from jumpstart.idf.flash import FileFlash
+from jumpstart.idf.partition import PartitionMap
+
+device_app = typer.Typer(
+    help="Virtual devices: create, run, press the button.", no_args_is_help=True
+)
+
+SECTOR = 0x1000
+
+
+def _size(text: str) -> int:
+    lowered = text.strip().lower().removesuffix("b")
+    try:
+        for suffix, multiplier in (("k", 1024), ("m", 1024 * 1024)):
+            if lowered.endswith(suffix):
+                return int(lowered[:-1], 0) * multiplier
+        return int(lowered, 0)
+    except ValueError:
+        raise InputError(f"'{text}' is not a size (use 4MB, 0x400000 or 4096K)") from None
+
+
+def _address(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise InputError(f"'{text}' is not a flash address (use 0x8000)") from None
+    if value < 0:
+        raise InputError(f"flash address {text} is negative")
+    return value
+
+
+def _epoch_time() -> dt.datetime:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    return dt.datetime.fromtimestamp(int(epoch), dt.UTC) if epoch else dt.datetime.now(dt.UTC)
+
+
+# -- device ---------------------------------------------------------------------------------
+@device_app.command("create")
+def device_create(
+    name: Annotated[str, typer.Argument(help="Device name (its folder under devices/)")],
+    flash_size: Annotated[str, typer.Option(help="Flash size: 4MB, 8MB, 16MB")] = "4MB",
+    mac: Annotated[str | None, typer.Option(help="Base MAC (default: a unique random one)")] = None,
+) -> None:
+    """Make a device: erased flash with the guide's partition table, eFuse with a MAC."""
+    folder = JumpstartHome().create_device(
+        name, flash_size=_size(flash_size), mac=parse_mac(mac) if mac else None
+    )
+    print(f"created device {name} ({format_mac(folder.efuse().mac)}) in {folder.path}")
+    print(f"next: jumpstart idf flash --device {name} IMAGE, then jumpstart device run {name}")
+
+
+@device_app.command("list")
+def device_list() -> None:
+    """The devices in $JUMPSTART_HOME and whether they run."""
+    home = JumpstartHome()
+    for name in home.device_names():
+        folder = home.device(name)
+        running = is_running(folder)
+        print(f"{name:<20} {format_mac(folder.efuse().mac)}  {'running' if running else 'off'}")
+
+
+def _check_bootable_layout(folder: DeviceFolder) -> None:
+    """Refuse to run a device twice, or a flash file without a readable partition table."""
+    if is_running(folder):
+        raise InputError(f"device {folder.name!r} is already running")
+    with folder.open_flash() as flash:
+        try:
+            PartitionMap.load(flash, PARTITION_TABLE_OFFSET)
+        except (InputError, EspError) as err:
+            raise InputError(
+                f"device {folder.name!r}: no valid partition table at 0x8000 ({err}); write one "
+                f"with 'jumpstart idf flash --device {folder.name} --offset 0x8000 partitions.bin'"
+            ) from None
+
+
+@device_app.command("run")
+def device_run(name: Annotated[str, typer.Argument(help="Device to run")]) -> None:
+    """Boot a device headless; its console goes to devices/NAME/console.log."""
+    folder = JumpstartHome().device(name)
+    _check_bootable_layout(folder)
+    log = folder.console_path.open("a", buffering=1, encoding="utf-8")
+    print(f"device {name} running; console: {folder.console_path}", file=sys.stderr)
+    try:
+
+        def console(line: str) -> None:
+            log.write(line + "\n")
+
+        asyncio.run(run_device(folder, console))
+    finally:
+        log.close()
+
+
+@device_app.command("press")
+def device_press(
+    name: Annotated[str, typer.Argument(help="A running device")],
+    hold: Annotated[float, typer.Option(help="Seconds to hold the button down")] = 0.1,
+    pin: Annotated[int, typer.Option(help="GPIO of the button")] = 0,
+) -> None:
+    """Press (and release) the device's button."""
+    status = send_command(
+        JumpstartHome().device(name), {"cmd": "press", "hold": hold, "pin": pin}, hold + 30
+    )
+    print(json.dumps(status["outputs"]))
+
+
+@device_app.command("status")
+def device_status(name: Annotated[str, typer.Argument(help="A running device")]) -> None:
+    """The running device's state, app, uptime and outputs, as JSON."""
+    print(json.dumps(send_command(JumpstartHome().device(name), {"cmd": "status"}), indent=1))
+
+
+@device_app.command("restart")
+def device_restart(name: Annotated[str, typer.Argument(help="A running device")]) -> None:
+    """esp_restart() on the running device."""
+    send_command(JumpstartHome().device(name), {"cmd": "restart"})
+    print(f"{name} restarting")
+
+
+@device_app.command("power-cut")
+def device_power_cut(name: Annotated[str, typer.Argument(help="A running device")]) -> None:
+    """Cut the device's power and restore it (a power-on reset)."""
+    send_command(JumpstartHome().device(name), {"cmd": "power_cut"})
+    print(f"{name} power cycled")
+
+
+@device_app.command("stop")
+def device_stop(name: Annotated[str, typer.Argument(help="A running device")]) -> None:
+    """Power a running device off."""
+    send_command(JumpstartHome().device(name), {"cmd": "stop"})
+    print(f"{name} stopped")
+
+
+# -- idf ------------------------------------------------------------------------------------
+def idf_build(
+    app_dir: Annotated[Path, typer.Argument(help="App folder with app.toml")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Image file to write")],
+) -> None:
+    """Build an app folder into an ESP app image (like idf.py build).
+
+    The build time is now, or SOURCE_DATE_EPOCH when set (reproducible builds).
+    """
+    image = build_app_image(app_dir, when=_epoch_time())
+    write_atomically(output, image)
+    desc = AppImage.parse(image).app_description
+    assert desc is not None
+    print(f"wrote {len(image)} bytes to {output} ({desc.project_name} {desc.version})")
+
+
+def _flash_plan(folder: DeviceFolder, args: list[str]) -> list[tuple[int, Path]]:
+    """``IMAGE`` and/or ``[--offset] ADDR FILE`` pairs -> (address, file) writes."""
+    plan: list[tuple[int, Path]] = []
+    image: Path | None = None
+    tokens = list(args)
+    while tokens:
+        token = tokens.pop(0)
+        if token == "--offset" or (token[:2].lower() == "0x" and tokens):
+            if token == "--offset":
+                if len(tokens) < 2:
+                    raise InputError("--offset takes an address and a file: --offset 0x8000 pt.bin")
+                token = tokens.pop(0)
+            plan.append((_address(token), Path(tokens.pop(0))))
+        elif image is None:
+            image = Path(token)
+        else:
+            raise InputError(f"unexpected argument {token!r}; give one IMAGE and ADDR FILE pairs")
+    if image is not None:
+        with folder.open_flash() as flash:
+            try:
+                table = PartitionTable.from_binary(flash.read(PARTITION_TABLE_OFFSET, 0xC00))
+            except InputError as err:
+                raise InputError(
+                    f"device {folder.name!r} has no partition table to place IMAGE ({err}); "
+                    "give its address: ADDR IMAGE"
+                ) from None
+        apps = [p for p in table.partitions if p.type == PartitionType.APP]
+        factory = [p for p in apps if p.subtype == 0]
+        targets = factory or table.ota_apps or apps
+        if not targets:
+            raise InputError("the partition table has no app partition for IMAGE")
+        plan.insert(0, (targets[0].offset, image))
+    if not plan:
+        raise InputError("nothing to flash: give an IMAGE and/or ADDR FILE pairs")
+    return plan
+
+
+def idf_flash(
+    device: Annotated[str, typer.Option(help="Device to write")],
+    args: Annotated[
+        list[str] | None,
+        typer.Argument(help="IMAGE (to the boot app partition) and/or [--offset] ADDR FILE pairs"),
+    ] = None,
+) -> None:
+    """Write images into a device's flash, like esptool write_flash / idf.py flash.
+
+    An IMAGE alone goes to the first app partition and otadata is erased, so it boots next.
+    """
+    folder = JumpstartHome().device(device)
+    if is_running(folder):
+        raise InputError(f"device {device!r} is running; stop it first (jumpstart device stop)")
+    plan = _flash_plan(folder, args or [])
+    writes = [(address, path, read_file(path)) for address, path in plan]
+    with folder.open_flash() as flash:
+        for address, path, data in writes:
+            if address % SECTOR:
+                raise InputError(
+                    f"address 0x{address:x} is not 4 KiB aligned (esptool erases sectors)"
+                )
+            if address + len(data) > flash.size:
+                raise InputError(
+                    f"{path} (0x{len(data):x} bytes) at 0x{address:x} runs past the "
+                    f"0x{flash.size:x}-byte flash"
+                )
+        for address, path, data in writes:
+            flash.erase_range(address, len(data) + (-len(data) % SECTOR))
+            flash.write(address, data)
+            print(f"Wrote {len(data)} bytes at 0x{address:08x} ({path.name})")
+        if args and not args[0].startswith("0x") and args[0] != "--offset":
+            _erase_otadata(flash)
+
+
+def _erase_otadata(flash: FileFlash) -> None:
+    try:
+        table = PartitionTable.from_binary(flash.read(PARTITION_TABLE_OFFSET, 0xC00))
+    except InputError:
+        return
+    for p in table.partitions:
+        if p.type == PartitionType.DATA and p.subtype == 0x00:
+            flash.erase_range(p.offset, p.size)
+            print(f"Erased otadata at 0x{p.offset:08x} (ota_data_initial.bin)")
+
+
+def idf_erase_flash(device: Annotated[str, typer.Option(help="Device to erase")]) -> None:
+    """Erase the whole flash (esptool erase_flash); the partition table goes too."""
+    folder = JumpstartHome().device(device)
+    if is_running(folder):
+        raise InputError(f"device {device!r} is running; stop it first (jumpstart device stop)")
+    with folder.open_flash() as flash:
+        flash.erase_range(0, flash.size)
+    print(f"Erased {device}'s flash")
+
+
+def idf_monitor(device: Annotated[str, typer.Option(help="Device to boot")]) -> None:
+    """Boot a device in the foreground with its console here; Ctrl-C stops it."""
+    folder = JumpstartHome().device(device)
+    _check_bootable_layout(folder)
+    print(f"--- jumpstart monitor on {device} --- Quit: Ctrl+C ---", file=sys.stderr)
+
+    def console(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    asyncio.run(run_device(folder, console))
+    print("--- exit ---", file=sys.stderr)

@@ -1,0 +1,128 @@
+"""``$JUMPSTART_HOME``: where devices, the cloud and the radio world keep their state.
+
+::
+
+    $JUMPSTART_HOME/            (default ~/.jumpstart)
+      devices/NAME/flash.bin    the device's SPI flash, ESP-IDF byte layout
+      devices/NAME/efuse.json   its virtual eFuse (MAC, security fuses)
+      devices/NAME/control.sock while it runs: the control socket
+      devices/NAME/console.log  while it runs headless: its console
+      cloud/                    the local device cloud
+      world.toml                the radio world (access points)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from jumpstart.errors import InputError
+from jumpstart.formats.partition_table import PartitionTable
+from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
+from jumpstart.idf.efuse import VirtualEfuse, format_mac, random_mac
+from jumpstart.idf.flash import FileFlash
+
+__all__ = ["DeviceFolder", "JumpstartHome"]
+
+PARTITION_TABLE_OFFSET = 0x8000
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+@dataclass(frozen=True)
+class DeviceFolder:
+    name: str
+    path: Path
+
+    @property
+    def flash_path(self) -> Path:
+        return self.path / "flash.bin"
+
+    @property
+    def efuse_path(self) -> Path:
+        return self.path / "efuse.json"
+
+    @property
+    def control_path(self) -> Path:
+        return self.path / "control.sock"
+
+    @property
+    def console_path(self) -> Path:
+        return self.path / "console.log"
+
+    def efuse(self) -> VirtualEfuse:
+        return VirtualEfuse.load(self.efuse_path)
+
+    def open_flash(self) -> FileFlash:
+        """The device's flash; a wrong-sized or unreadable file is an InputError."""
+        try:
+            size = self.flash_path.stat().st_size
+        except OSError:
+            raise InputError(
+                f"device {self.name!r} has no flash.bin; recreate it with "
+                f"'jumpstart device create {self.name}'"
+            ) from None
+        if size == 0 or size % 0x1000:
+            raise InputError(
+                f"{self.flash_path} is {size} bytes, not a flash image (a multiple of 4 KiB)"
+            )
+        return FileFlash(self.flash_path)
+
+
+class JumpstartHome:
+    def __init__(self, path: Path | None = None) -> None:
+        default = Path(os.environ.get("JUMPSTART_HOME", Path.home() / ".jumpstart"))
+        self.path = path if path is not None else default
+
+    @property
+    def devices_path(self) -> Path:
+        return self.path / "devices"
+
+    @property
+    def world_path(self) -> Path:
+        return self.path / "world.toml"
+
+    def device(self, name: str) -> DeviceFolder:
+        """An existing device; an unknown name says how to create one."""
+        folder = DeviceFolder(name, self.devices_path / name)
+        if not _NAME.fullmatch(name) or not folder.efuse_path.exists():
+            known = ", ".join(self.device_names()) or "none yet"
+            raise InputError(
+                f"no device {name!r} in {self.devices_path} (known: {known}); "
+                f"create it with 'jumpstart device create {name}'"
+            )
+        return folder
+
+    def device_names(self) -> list[str]:
+        if not self.devices_path.is_dir():
+            return []
+        return sorted(p.name for p in self.devices_path.iterdir() if (p / "efuse.json").exists())
+
+    def create_device(
+        self, name: str, *, flash_size: int = 4 * 1024 * 1024, mac: bytes | None = None
+    ) -> DeviceFolder:
+        """A new device: erased flash with the guide's partition table, eFuse with a MAC."""
+        if not _NAME.fullmatch(name):
+            raise InputError(
+                f"device name {name!r}: use letters, digits, '_', '-', '.' (up to 63 characters)"
+            )
+        folder = DeviceFolder(name, self.devices_path / name)
+        if folder.path.exists():
+            raise InputError(f"device {name!r} already exists in {folder.path}")
+        table = PartitionTable.from_csv(OUTLET_PARTITIONS_CSV, flash_size=flash_size)
+        used = {self.device(n).efuse().mac for n in self.device_names()}
+        if mac is not None and mac in used:
+            raise InputError(f"MAC {format_mac(mac)} is already used by another device")
+        while mac is None or mac in used:
+            mac = random_mac()
+        folder.path.mkdir(parents=True)
+        try:
+            with FileFlash(folder.flash_path, flash_size) as flash:
+                flash.write(PARTITION_TABLE_OFFSET, table.to_binary())
+            VirtualEfuse(mac).save(folder.efuse_path)
+        except BaseException:
+            shutil.rmtree(folder.path, ignore_errors=True)
+            raise
+        return folder

@@ -1,0 +1,155 @@
+"""End to end: real device processes started with the CLI, driven over their control socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jumpstart.cli import main
+from jumpstart.host.device_home import JumpstartHome
+from tests.idf.device_helpers import APPS
+
+JUMPSTART = [sys.executable, "-m", "jumpstart.cli"]
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def cli(*args: str) -> int:
+    return main(list(args))
+
+
+def flashed_device(name: str, app: str, tmp_path: Path) -> None:
+    image = tmp_path / f"{app}.bin"
+    assert cli("device", "create", name) == 0
+    assert cli("idf", "build", str(APPS / app), "-o", str(image)) == 0
+    assert cli("idf", "flash", "--device", name, str(image)) == 0
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def running(home: Path, tmp_path: Path) -> Iterator[Path]:
+    """A 2_drivers device running in its own process; yields its console log."""
+    flashed_device("outlet", "2_drivers", tmp_path)
+    folder = JumpstartHome().device("outlet")
+    process = subprocess.Popen([*JUMPSTART, "device", "run", "outlet"], env=os.environ.copy())
+    try:
+        wait_for(lambda: "Starting scheduler" in _read(folder.console_path))
+        yield folder.console_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    assert not folder.control_path.exists()
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def output(capsys: pytest.CaptureFixture[str]) -> str:
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_press_toggles_the_output(running: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("device", "press", "outlet") == 0
+    assert output(capsys) == '{"27": 1}'
+    time.sleep(0.35)  # the app absorbs releases within 300 ms of the last (DEBOUNCE_TIME)
+    assert cli("device", "press", "outlet") == 0
+    assert output(capsys) == '{"27": 0}'
+    assert "app_driver: Output on" in _read(running)
+
+
+def test_two_presses_100_ms_apart_toggle_once(
+    running: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = subprocess.Popen([*JUMPSTART, "device", "press", "outlet", "--hold", "0.06"])
+    time.sleep(0.1)
+    assert cli("device", "press", "outlet", "--hold", "0.06") == 0
+    assert first.wait(10) == 0
+    time.sleep(0.2)
+    capsys.readouterr()
+    assert cli("device", "status", "outlet") == 0
+    assert '"27": 1' in capsys.readouterr().out
+    assert _read(running).count("Output on") == 1
+
+
+def test_hold_3_s_fires_on_release(running: Path) -> None:
+    assert cli("device", "press", "outlet", "--hold", "3.2") == 0
+    log = _read(running)
+    assert "Button held for 3 s and released" in log
+    assert "Output on" in log  # the release also toggles, as in the guide's driver
+
+
+def test_restart_and_power_cut_boot_again(
+    running: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("device", "restart", "outlet") == 0
+    wait_for(lambda: "rst:0xc (SW_CPU_RESET)" in _read(running))
+    assert cli("device", "power-cut", "outlet") == 0
+    wait_for(lambda: _read(running).count("rst:0x1 (POWERON_RESET)") == 2)
+    wait_for(lambda: _read(running).count("Starting scheduler") == 3)
+    capsys.readouterr()
+    assert cli("device", "status", "outlet") == 0
+    assert '"boot_count": 3' in capsys.readouterr().out
+
+
+def test_monitor_prints_the_guide_lines_and_stops_on_ctrl_c(home: Path, tmp_path: Path) -> None:
+    flashed_device("hello", "1_hello_world", tmp_path)
+    process = subprocess.Popen(
+        [*JUMPSTART, "idf", "monitor", "--device", "hello"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("[0] Hello world!"):
+            break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert "Traceback" not in err
+    assert any(line.startswith("I (") and "Project name:     hello_world" in line for line in lines)
+
+
+@pytest.mark.parametrize("case", ["unknown", "corrupt", "no-table"])
+def test_bad_input_is_one_line_and_exit_2(
+    case: str, home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("device", "create", "dev") == 0
+    flash = JumpstartHome().device("dev").flash_path
+    name = "dev"
+    if case == "unknown":
+        name = "nobody"
+    elif case == "corrupt":
+        flash.write_bytes(b"\x00" * 1000)
+    else:
+        assert cli("idf", "erase-flash", "--device", "dev") == 0
+    capfd.readouterr()
+    result = subprocess.run(
+        [*JUMPSTART, "device", "run", name], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
