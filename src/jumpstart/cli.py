@@ -35,6 +35,7 @@ idf_app = typer.Typer(help="ESP-IDF style tools (idf.py, gen_esp32part).", no_ar
 app.add_typer(idf_app, name="idf")
 app.add_typer(nvs_app, name="nvs")
 app.add_typer(cli_device.device_app, name="device")
+app.add_typer(cli_device.world_app, name="world")
 idf_app.command("build")(cli_device.idf_build)
 idf_app.command(
     "flash", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}

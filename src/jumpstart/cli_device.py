@@ -24,6 +24,7 @@ from jumpstart.idf.efuse import format_mac, parse_mac
 from jumpstart.idf.esp_err import EspError
 from jumpstart.idf.flash import FileFlash
 from jumpstart.idf.partition import PartitionMap
+from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 
 device_app = typer.Typer(
     help="Virtual devices: create, run, press the button.", no_args_is_help=True
@@ -100,7 +101,9 @@ def _check_bootable_layout(folder: DeviceFolder) -> None:
 @device_app.command("run")
 def device_run(name: Annotated[str, typer.Argument(help="Device to run")]) -> None:
     """Boot a device headless; its console goes to devices/NAME/console.log."""
-    folder = JumpstartHome().device(name)
+    home = JumpstartHome()
+    folder = home.device(name)
+    RadioWorld(home.world_path)  # a malformed world file stops here, with its error
     _check_bootable_layout(folder)
     log = folder.console_path.open("a", buffering=1, encoding="utf-8")
     print(f"device {name} running; console: {folder.console_path}", file=sys.stderr)
@@ -109,7 +112,7 @@ def device_run(name: Annotated[str, typer.Argument(help="Device to run")]) -> No
         def console(line: str) -> None:
             log.write(line + "\n")
 
-        asyncio.run(run_device(folder, console))
+        asyncio.run(run_device(folder, console, world=RadioWorld(home.world_path)))
     finally:
         log.close()
 
@@ -265,7 +268,9 @@ def idf_erase_flash(device: Annotated[str, typer.Option(help="Device to erase")]
 
 def idf_monitor(device: Annotated[str, typer.Option(help="Device to boot")]) -> None:
     """Boot a device in the foreground with its console here; Ctrl-C stops it."""
-    folder = JumpstartHome().device(device)
+    home = JumpstartHome()
+    folder = home.device(device)
+    RadioWorld(home.world_path)
     _check_bootable_layout(folder)
     print(f"--- jumpstart monitor on {device} --- Quit: Ctrl+C ---", file=sys.stderr)
 
@@ -273,5 +278,62 @@ def idf_monitor(device: Annotated[str, typer.Option(help="Device to boot")]) -> 
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    asyncio.run(run_device(folder, console))
+    asyncio.run(run_device(folder, console, world=RadioWorld(home.world_path)))
     print("--- exit ---", file=sys.stderr)
+
+
+# -- world ----------------------------------------------------------------------------------
+world_app = typer.Typer(help="The radio world: access points the devices can hear.")
+ap_app = typer.Typer(help="Access points in the radio world.", no_args_is_help=True)
+world_app.add_typer(ap_app, name="ap")
+
+
+def _world() -> RadioWorld:
+    return RadioWorld(JumpstartHome().world_path)
+
+
+@ap_app.command("add")
+def ap_add(
+    ssid: Annotated[str, typer.Argument(help="Network name")],
+    password: Annotated[str, typer.Option(help="WPA2 passphrase (8..63 characters)")] = "",
+    auth: Annotated[str, typer.Option(help="OPEN, WPA2_PSK, WPA3_PSK, ...")] = "WPA2_PSK",
+    channel: Annotated[int, typer.Option(help="Channel 1..14")] = 6,
+    rssi: Annotated[int, typer.Option(help="Signal strength in dBm")] = -50,
+) -> None:
+    """Add an access point (up)."""
+    try:
+        mode = AuthMode(auth.upper())
+    except ValueError:
+        names = ", ".join(m.value for m in AuthMode)
+        raise InputError(f"unknown auth mode {auth!r} (one of {names})") from None
+    _world().add(AccessPoint(ssid, password, mode, channel, rssi))
+    print(f"AP {ssid} added")
+
+
+@ap_app.command("remove")
+def ap_remove(ssid: Annotated[str, typer.Argument(help="Network name")]) -> None:
+    """Remove an access point; stations on it lose their connection."""
+    _world().remove(ssid)
+    print(f"AP {ssid} removed")
+
+
+@ap_app.command("up")
+def ap_up(ssid: Annotated[str, typer.Argument(help="Network name")]) -> None:
+    """Switch an access point on."""
+    _world().set_up(ssid, True)
+    print(f"AP {ssid} up")
+
+
+@ap_app.command("down")
+def ap_down(ssid: Annotated[str, typer.Argument(help="Network name")]) -> None:
+    """Switch an access point off (it stays in the world)."""
+    _world().set_up(ssid, False)
+    print(f"AP {ssid} down")
+
+
+@ap_app.command("list")
+def ap_list() -> None:
+    """The access points and their state."""
+    for ap in _world().access_points():
+        state = "up" if ap.up else "down"
+        print(f"{ap.ssid:<32} {ap.auth.value:<14} ch {ap.channel:<2} {ap.rssi} dBm  {state}")

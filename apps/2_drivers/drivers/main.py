@@ -2,7 +2,7 @@
 
 from jumpstart.idf.app_context import AppContext
 
-from .app_driver import AppDriver
+from ..app_driver import AppDriver
 
 
 async def app_main(ctx: AppContext) -> None:

@@ -8,6 +8,7 @@ The folder holds ``app.toml``::
     package = "drivers"         # the Python package folder next to app.toml
     entry = "drivers.main"      # the module that defines app_main(ctx)
     embed_txtfiles = ["server.crt"]   # like COMPONENT_EMBED_TXTFILES (optional)
+    components = ["../components/app_driver"]   # shared packages, like EXTRA_COMPONENT_DIRS
     [config]                    # build-time settings the app reads (its sdkconfig)
 """
 
@@ -34,6 +35,15 @@ def _text(table: dict[str, Any], key: str, where: Path) -> str:
     return value
 
 
+def _modules(package: Path) -> dict[str, bytes]:
+    """Dotted name -> source of every module in the package folder ``package``."""
+    return {
+        ".".join(path.relative_to(package.parent).with_suffix("").parts): path.read_bytes()
+        for path in sorted(package.rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
+
 def load_app_package(folder: Path) -> AppPackage:
     """Read an app folder into a package; errors name the file and what to fix."""
     manifest = folder / MANIFEST
@@ -50,11 +60,12 @@ def load_app_package(folder: Path) -> AppPackage:
     root = folder / package
     if not root.is_dir():
         raise InputError(f"{manifest}: package folder {root} does not exist")
-    modules = {
-        ".".join(path.relative_to(folder).with_suffix("").parts): path.read_bytes()
-        for path in sorted(root.rglob("*.py"))
-        if "__pycache__" not in path.parts
-    }
+    modules = _modules(root)
+    for component in app.get("components", []):
+        where = (folder / component).resolve()
+        if not (where / "__init__.py").is_file():
+            raise InputError(f"{manifest}: component {component!r} is not a Python package")
+        modules.update(_modules(where))
     embedded: dict[str, bytes] = {}
     for name in [*app.get("embed_txtfiles", []), *app.get("embed_files", [])]:
         try:

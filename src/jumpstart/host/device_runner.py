@@ -12,6 +12,7 @@ from typing import Any
 from jumpstart.host.device_control import MAX_REQUEST
 from jumpstart.host.device_home import DeviceFolder
 from jumpstart.idf.device import Device, PeripheralHook
+from jumpstart.idf.radio import RadioWorld
 
 __all__ = ["ControlServer", "run_device"]
 
@@ -80,10 +81,18 @@ async def run_device(
     console: Callable[[str], None],
     *,
     peripherals: list[PeripheralHook] | None = None,
+    world: RadioWorld | None = None,
 ) -> None:
     """Boot the device in ``folder`` and run it until SIGINT/SIGTERM or a ``stop`` request."""
     flash = folder.open_flash()
-    device = Device(folder.name, flash, folder.efuse(), console=console, peripherals=peripherals)
+    device = Device(
+        folder.name,
+        flash,
+        folder.efuse(),
+        console=console,
+        peripherals=peripherals,
+        world=world,
+    )
     server = ControlServer(device)
     folder.control_path.unlink(missing_ok=True)
     listener = await asyncio.start_unix_server(

@@ -19,6 +19,7 @@ from jumpstart.idf.log import EspLog
 from jumpstart.idf.nvs import NvsFlash
 from jumpstart.idf.partition import EspPartition, PartitionMap
 from jumpstart.idf.timer import TimerService
+from jumpstart.idf.wifi import Wifi
 
 __all__ = ["AppContext"]
 
@@ -42,7 +43,7 @@ class AppContext:
     tick_ms: Callable[[], int]
     """Milliseconds since boot (``xTaskGetTickCount`` at a 1 kHz tick)."""
     spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
-    wifi: Any = None
+    wifi: Wifi | None = None
     _teardown: list[Callable[[], Any]] = field(default_factory=list)
 
     @property

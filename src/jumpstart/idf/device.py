@@ -26,7 +26,9 @@ from jumpstart.idf.gpio import Gpio
 from jumpstart.idf.log import EspLog, LogLevel
 from jumpstart.idf.nvs import NvsFlash
 from jumpstart.idf.partition import PartitionMap
+from jumpstart.idf.radio import RadioWorld
 from jumpstart.idf.timer import TimerService
+from jumpstart.idf.wifi import Wifi
 
 __all__ = ["Device", "DeviceState", "ResetReason"]
 
@@ -65,6 +67,7 @@ class Device:
         rollback: bool = True,
         log_level: LogLevel = LogLevel.INFO,
         peripherals: list[PeripheralHook] | None = None,
+        world: RadioWorld | None = None,
     ) -> None:
         self.name = name
         self.flash = flash
@@ -78,6 +81,8 @@ class Device:
         self.booted: BootedApp | None = None
         self.context: AppContext | None = None
         self._peripherals = list(peripherals or [])
+        # No radio world: an empty one in memory (the device hears no AP).
+        self.world = world if world is not None else RadioWorld()
         self._boot_time = 0.0
         self._reason = ResetReason.POWERON_RESET
         self._wake: asyncio.Event | None = None
@@ -120,7 +125,14 @@ class Device:
             "app": desc.project_name if desc else None,
             "version": desc.version if desc else None,
             "outputs": {str(pin): level for pin, level in self.gpio.outputs().items()},
+            "wifi": self._wifi_status(),
         }
+
+    def _wifi_status(self) -> dict[str, Any] | None:
+        wifi = self.context.wifi if self.context is not None else None
+        if not isinstance(wifi, Wifi) or not wifi.started:
+            return None
+        return {"ssid": wifi.connected_to, "ip": wifi.ip}
 
     # -- running -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -195,6 +207,9 @@ class Device:
         context.on_teardown(app.unload)
         context.on_teardown(events.stop)
         context.on_teardown(timers.stop_all)
+        wifi = Wifi(self.world, events, log, self.efuse.mac)
+        context.wifi = wifi
+        context.on_teardown(wifi.stop)
         for hook in self._peripherals:
             hook(context, self)
         self.context = context

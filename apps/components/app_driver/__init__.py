@@ -1,4 +1,7 @@
-"""app_driver: the outlet's button and output, isolated so a product can replace them."""
+"""app_driver: the outlet's button and output, shared by the guide's apps (2_drivers on).
+
+Isolated so a product can replace it with its own peripheral, as the guide says.
+"""
 
 from jumpstart.idf.app_context import AppContext
 from jumpstart.idf.gpio import GpioMode

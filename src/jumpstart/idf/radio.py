@@ -1,0 +1,182 @@
+"""The radio world: the access points a virtual device can hear.
+
+Shared by processes through ``world.toml`` (``jumpstart world ap add|remove|up|down`` edits
+it; running devices notice within a poll interval) or held in memory for devices that share one
+process. Each AP serves one IPv4 /24 subnet from which stations get their address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import tomllib
+import zlib
+from dataclasses import dataclass, replace
+from enum import Enum
+from pathlib import Path
+
+from jumpstart.errors import InputError
+
+__all__ = ["AccessPoint", "AuthMode", "RadioWorld"]
+
+# WPA2 passphrases are 8..63 printable characters (IEEE 802.11i); SSIDs are 1..32 bytes.
+PASSWORD_LENGTH = (8, 63)
+SSID_MAX = 32
+
+
+class AuthMode(Enum):
+    """``wifi_auth_mode_t`` names."""
+
+    OPEN = "OPEN"
+    WEP = "WEP"
+    WPA_PSK = "WPA_PSK"
+    WPA2_PSK = "WPA2_PSK"
+    WPA_WPA2_PSK = "WPA_WPA2_PSK"
+    WPA3_PSK = "WPA3_PSK"
+    WPA2_WPA3_PSK = "WPA2_WPA3_PSK"
+
+
+@dataclass(frozen=True)
+class AccessPoint:
+    ssid: str
+    password: str = ""
+    auth: AuthMode = AuthMode.WPA2_PSK
+    channel: int = 6
+    rssi: int = -50
+    up: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.ssid.encode()) <= SSID_MAX:
+            raise InputError(f"SSID {self.ssid!r} must be 1 to {SSID_MAX} bytes")
+        if self.auth is not AuthMode.OPEN:
+            low, high = PASSWORD_LENGTH
+            if not low <= len(self.password) <= high:
+                raise InputError(
+                    f"AP {self.ssid!r}: a {self.auth.value} password has {low} to {high} "
+                    "characters (or use --auth OPEN)"
+                )
+        if not 1 <= self.channel <= 14:
+            raise InputError(f"AP {self.ssid!r}: channel {self.channel} is not 1..14")
+        if not -100 <= self.rssi <= 0:
+            raise InputError(f"AP {self.ssid!r}: RSSI {self.rssi} dBm is not -100..0")
+
+    @property
+    def subnet(self) -> str:
+        """``192.168.N`` for this SSID, stable across processes."""
+        return f"192.168.{zlib.crc32(self.ssid.encode()) % 250 + 1}"
+
+    @property
+    def bssid(self) -> str:
+        digest = zlib.crc32(b"bssid:" + self.ssid.encode()).to_bytes(4, "big")
+        return ":".join(f"{b:02x}" for b in b"\x02\x00" + digest)
+
+    def address_for(self, mac: bytes) -> str:
+        """The DHCP lease a station with ``mac`` gets (.2 .. .251; .1 is the gateway)."""
+        return f"{self.subnet}.{zlib.crc32(mac) % 250 + 2}"
+
+    def to_toml(self) -> str:
+        return (
+            "[[ap]]\n"
+            f"ssid = {json.dumps(self.ssid)}\n"
+            f"password = {json.dumps(self.password)}\n"
+            f'auth = "{self.auth.value}"\n'
+            f"channel = {self.channel}\n"
+            f"rssi = {self.rssi}\n"
+            f"up = {'true' if self.up else 'false'}\n"
+        )
+
+
+class RadioWorld:
+    """The APs in range; file-backed (``path``) or in memory (``path=None``)."""
+
+    def __init__(self, path: Path | None = None, aps: list[AccessPoint] | None = None) -> None:
+        self.path = path
+        self._aps: dict[str, AccessPoint] = {ap.ssid: ap for ap in aps or []}
+        self._stamp: tuple[int, int] | None = None
+        if path is not None:
+            self.reload()
+
+    # -- reading -----------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read the file if it changed; returns whether it did. A bad file is an InputError."""
+        if self.path is None:
+            return False
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            changed = bool(self._aps) or self._stamp is not None
+            self._aps, self._stamp = {}, None
+            return changed
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if stamp == self._stamp:
+            return False
+        self._aps = self._parse(self.path.read_text())
+        self._stamp = stamp
+        return True
+
+    def _parse(self, text: str) -> dict[str, AccessPoint]:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise InputError(f"{self.path}: {err}") from None
+        aps: dict[str, AccessPoint] = {}
+        for entry in data.get("ap", []):
+            try:
+                ap = AccessPoint(
+                    ssid=str(entry["ssid"]),
+                    password=str(entry.get("password", "")),
+                    auth=AuthMode(entry.get("auth", "WPA2_PSK")),
+                    channel=int(entry.get("channel", 6)),
+                    rssi=int(entry.get("rssi", -50)),
+                    up=bool(entry.get("up", True)),
+                )
+            except (KeyError, ValueError, TypeError) as err:
+                raise InputError(f"{self.path}: bad [[ap]] entry {entry!r:.80} ({err})") from None
+            aps[ap.ssid] = ap
+        return aps
+
+    def access_points(self) -> list[AccessPoint]:
+        return sorted(self._aps.values(), key=lambda ap: (-ap.rssi, ap.ssid))
+
+    def find(self, ssid: str) -> AccessPoint | None:
+        return self._aps.get(ssid)
+
+    # -- changing ----------------------------------------------------------------------
+    def add(self, ap: AccessPoint) -> None:
+        self.reload()
+        if ap.ssid in self._aps:
+            raise InputError(f"an AP named {ap.ssid!r} already exists; remove it first")
+        self._aps[ap.ssid] = ap
+        self._save()
+
+    def remove(self, ssid: str) -> None:
+        self.reload()
+        self._require(ssid)
+        del self._aps[ssid]
+        self._save()
+
+    def set_up(self, ssid: str, up: bool) -> None:
+        self.reload()
+        self._aps[ssid] = replace(self._require(ssid), up=up)
+        self._save()
+
+    def _require(self, ssid: str) -> AccessPoint:
+        ap = self._aps.get(ssid)
+        if ap is None:
+            known = ", ".join(sorted(self._aps)) or "none"
+            raise InputError(f"no AP {ssid!r} in the radio world (known: {known})")
+        return ap
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        text = "# The radio world: access points in range of every virtual device.\n\n"
+        text += "\n".join(ap.to_toml() for ap in self._aps.values())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".world-")
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, self.path)
+        self._stamp = None
+        self.reload()
