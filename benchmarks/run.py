@@ -12,6 +12,7 @@ from collections.abc import Callable
 from esp_idf_defs.partitions import PartitionTable as Reference
 from esptool.bin_image import LoadFirmwareImage
 
+import device as device_benchmarks  # benchmarks/device.py
 import nvs as nvs_benchmarks  # benchmarks/nvs.py
 from jumpstart.formats.app_image import AppImage
 from jumpstart.formats.partition_table import PartitionTable
@@ -54,3 +55,4 @@ if __name__ == "__main__":
     bench_partition_table()
     bench_image_parse_verify()
     nvs_benchmarks.main()
+    device_benchmarks.main()

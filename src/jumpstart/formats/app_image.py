@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
@@ -39,6 +39,7 @@ __all__ = [
     "ImageError",
     "ImageHeader",
     "Segment",
+    "image_span",
 ]
 
 IMAGE_MAGIC = 0xE9
@@ -306,6 +307,28 @@ def image_checksum(segments: Sequence[Segment]) -> int:
             value ^= acc & 0xFF
             acc >>= 8
     return value
+
+
+def image_span(read: Callable[[int, int], bytes], limit: int) -> int:
+    """Bytes an image occupies (through checksum and digest), reading only its headers.
+
+    ``read(offset, length)`` reads the medium (a partition); ``limit`` is its size. This is how
+    the bootloader avoids reading a whole 1.6 MB slot to verify a small image.
+    """
+    header = ImageHeader.from_bytes(read(0, HEADER_SIZE))
+    if not 1 <= header.segment_count <= MAX_SEGMENTS:
+        raise ImageError(f"segment count {header.segment_count} is outside 1..{MAX_SEGMENTS}")
+    offset = HEADER_SIZE
+    for index in range(header.segment_count):
+        if offset + SEGMENT_HEADER_SIZE > limit:
+            raise ImageError(f"segment {index} header lies beyond the end of the partition")
+        _, length = SEGMENT_HEADER_FORMAT.unpack(read(offset, SEGMENT_HEADER_SIZE))
+        offset += SEGMENT_HEADER_SIZE + length
+    end = offset + (CHECKSUM_ALIGN - 1 - offset % CHECKSUM_ALIGN) + 1
+    end += DIGEST_SIZE if header.hash_appended else 0
+    if end > limit:
+        raise ImageError(f"the image needs 0x{end:x} bytes; the partition holds 0x{limit:x}")
+    return end
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jumpstart.errors import InputError
-from jumpstart.formats.app_image import AppImage
+from jumpstart.formats.app_image import AppImage, image_span
 from jumpstart.formats.app_package import AppPackage
 from jumpstart.formats.otadata import (
     BLANK_SEQ,
@@ -107,9 +107,9 @@ def load_boot_image(parts: PartitionMap, log: EspLog, *, rollback: bool = True) 
     for partition in candidates:
         region = parts.find_first(PartitionType.APP, label=partition.name)
         try:
-            content = region.read(0, region.size)
-            if content[:1] != b"\xe9":
+            if region.read(0, 1) != b"\xe9":
                 raise InputError("no image (bad magic byte)")
+            content = region.read(0, image_span(region.read, region.size))
             image = AppImage.parse(content)
             image.verify()
             package = AppPackage.from_bytes(image.payload)
