@@ -13,6 +13,7 @@ from jumpstart.formats.app_image import (
     ImageError,
     ImageHeader,
     Segment,
+    image_span,
 )
 
 DESC = AppDescription("outlet", "1.2.3", "12:00:00", "Jan  1 2026", "v5.5", secure_version=2)
@@ -155,3 +156,18 @@ def test_verify_reasons() -> None:
     )
     with pytest.raises(ImageError, match="MMU page"):
         misplaced.verify(require_app=False)
+
+
+def test_image_span_reads_only_headers_and_matches_the_image_length() -> None:
+    image = AppImage.build([Segment(0x3F400020, bytes(1000)), Segment(0x40080000, bytes(52))])
+    data = image.to_bytes() + b"\xff" * 5000
+    reads: list[tuple[int, int]] = []
+
+    def read(offset: int, length: int) -> bytes:
+        reads.append((offset, length))
+        return data[offset : offset + length]
+
+    assert image_span(read, len(data)) == len(image.to_bytes())
+    assert sum(length for _, length in reads) < 64
+    with pytest.raises(ImageError, match="partition holds"):
+        image_span(read, len(image.to_bytes()) - 1)
