@@ -17,6 +17,7 @@ from rich.table import Table
 
 from jumpstart import __version__, cli_device
 from jumpstart.cli_nvs import nvs_app
+from jumpstart.cli_util import parse_size
 from jumpstart.errors import JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
 from jumpstart.host import image_tools
@@ -48,18 +49,6 @@ EXIT_INPUT_ERROR = 2
 
 def _out() -> Console:
     return Console(highlight=False, soft_wrap=True)
-
-
-def _parse_size(text: str) -> int:
-    """4MB, 0x400000, 4096K ... (a bad value is an input error, exit 2)."""
-    lowered = text.strip().lower().removesuffix("b")
-    try:
-        for suffix, multiplier in (("k", 1024), ("m", 1024 * 1024)):
-            if lowered.endswith(suffix):
-                return int(lowered[:-1], 0) * multiplier
-        return int(lowered, 0)
-    except ValueError:
-        raise JumpstartError(f"'{text}' is not a size (use 0x8000, 32K or 4MB)") from None
 
 
 def home_dir() -> Path:
@@ -98,8 +87,8 @@ def partition_table(
     """Convert a partition table: CSV -> binary, or binary -> CSV (like gen_esp32part.py)."""
     result = convert_partition_table(
         read_file(input),
-        table_offset=_parse_size(offset),
-        flash_size=_parse_size(flash_size) if flash_size else None,
+        table_offset=parse_size(offset),
+        flash_size=parse_size(flash_size) if flash_size else None,
         md5=not no_md5,
         env=os.environ,
     )

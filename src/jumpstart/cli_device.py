@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from jumpstart.cli_util import parse_size
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
 from jumpstart.formats.partition_table import PartitionTable, PartitionType
@@ -31,17 +32,6 @@ device_app = typer.Typer(
 )
 
 SECTOR = 0x1000
-
-
-def _size(text: str) -> int:
-    lowered = text.strip().lower().removesuffix("b")
-    try:
-        for suffix, multiplier in (("k", 1024), ("m", 1024 * 1024)):
-            if lowered.endswith(suffix):
-                return int(lowered[:-1], 0) * multiplier
-        return int(lowered, 0)
-    except ValueError:
-        raise InputError(f"'{text}' is not a size (use 4MB, 0x400000 or 4096K)") from None
 
 
 def _address(text: str) -> int:
@@ -68,7 +58,7 @@ def device_create(
 ) -> None:
     """Make a device: erased flash with the guide's partition table, eFuse with a MAC."""
     folder = JumpstartHome().create_device(
-        name, flash_size=_size(flash_size), mac=parse_mac(mac) if mac else None
+        name, flash_size=parse_size(flash_size), mac=parse_mac(mac) if mac else None
     )
     print(f"created device {name} ({format_mac(folder.efuse().mac)}) in {folder.path}")
     print(f"next: jumpstart idf flash --device {name} IMAGE, then jumpstart device run {name}")
