@@ -326,4 +326,5 @@ def ap_list() -> None:
     """The access points and their state."""
     for ap in _world().access_points():
         state = "up" if ap.up else "down"
-        print(f"{ap.ssid:<32} {ap.auth.value:<14} ch {ap.channel:<2} {ap.rssi} dBm  {state}")
+        owner = f"  SoftAP of {ap.device} ({len(ap.stations)} stations)" if ap.device else ""
+        print(f"{ap.ssid:<32} {ap.auth.value:<14} ch {ap.channel:<2} {ap.rssi} dBm  {state}{owner}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from enum import Enum
 from typing import Any
 
@@ -10,10 +12,13 @@ import pytest
 
 from jumpstart.errors import InputError
 from jumpstart.idf import wifi as wifi_module
+from jumpstart.idf.esp_err import EspError
 from jumpstart.idf.event import EventLoop
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 from jumpstart.idf.wifi import (
+    ApConfig,
+    ApStation,
     GotIp,
     IpEvent,
     StaConfig,
@@ -157,3 +162,108 @@ def test_world_file_round_trip_and_errors(tmp_path: Any) -> None:
     path.write_text("[[ap]\nssid=")
     with pytest.raises(InputError, match=r"world\.toml"):
         RadioWorld(path)
+
+
+def test_softap_appears_in_the_world_and_sees_stations_join_and_leave(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wifi_module, "WORLD_POLL_S", 0.05)
+    world = RadioWorld()
+    seen: list[tuple[Enum, Any]] = []
+
+    async def main() -> None:
+        events = EventLoop()
+        events.register(WifiEvent, lambda e, d: seen.append((e, d)))
+        events.start()
+        ap = Wifi(world, events, EspLog(lambda: 0, lambda _: None), MAC, "outlet")
+        ap.set_mode(WifiMode.APSTA)
+        ap.set_config(ap=ApConfig("PROV_010203", "abcd1234"))
+        ap.start()
+        hosted = world.find("PROV_010203")
+        assert hosted is not None
+        assert (hosted.device, hosted.auth) == ("outlet", AuthMode.WPA2_PSK)
+        ap.set_ap_endpoint("127.0.0.1:8080")
+        with pytest.raises(InputError, match="wrong password"):
+            world.join("PROV_010203", "aa:bb:cc:00:00:01", "nope")
+        world.join("PROV_010203", "aa:bb:cc:00:00:01", "abcd1234")
+        await asyncio.sleep(0.15)
+        world.leave("PROV_010203", "aa:bb:cc:00:00:01")
+        await asyncio.sleep(0.15)
+        # a second device cannot take the same SSID; another device's station can join it
+        other = Wifi(world, EventLoop(), EspLog(lambda: 0, lambda _: None), MAC, "other")
+        other.set_mode(WifiMode.AP)
+        other.set_config(ap=ApConfig("PROV_010203"))
+        with pytest.raises(EspError, match="already used by device 'outlet'"):
+            other.start()
+        await ap.stop()
+        await asyncio.sleep(0.01)
+        await events.stop()
+
+    asyncio.run(main())
+    assert world.find("PROV_010203") is None
+    assert [e.name for e, _ in seen] == [
+        "AP_START",
+        "STA_START",
+        "AP_STACONNECTED",
+        "AP_STADISCONNECTED",
+        "AP_STOP",
+        "STA_STOP",
+    ]
+    joined = seen[2][1]
+    assert joined == ApStation("aa:bb:cc:00:00:01", 1)
+
+
+def test_a_station_device_connects_to_another_devices_softap() -> None:
+    world = RadioWorld()
+
+    async def main() -> str | None:
+        quiet = EspLog(lambda: 0, lambda _: None)
+        host = Wifi(world, EventLoop(), quiet, MAC, "host")
+        host.set_mode(WifiMode.AP)
+        host.set_config(ap=ApConfig("mesh-node"))
+        host.start()
+        events = EventLoop()
+        events.start()
+        sta = Wifi(world, events, quiet, bytes.fromhex("240ac4aabbcc"), "sta")
+        sta.set_mode(WifiMode.STA)
+        sta.set_config(StaConfig("mesh-node"))
+        sta.start()
+        sta.connect()
+        await asyncio.sleep(0.2)
+        ip = sta.ip
+        await sta.stop()
+        await host.stop()
+        await events.stop()
+        return ip
+
+    ip = asyncio.run(main())
+    assert ip == AccessPoint("mesh-node", auth=AuthMode.OPEN).address_for(
+        bytes.fromhex("240ac4aabbcc")
+    )
+
+
+def test_concurrent_world_edits_from_processes_lose_nothing(tmp_path: Any) -> None:
+
+    env = {**__import__("os").environ, "JUMPSTART_HOME": str(tmp_path)}
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jumpstart.cli",
+                "world",
+                "ap",
+                "add",
+                f"ap{n}",
+                "--auth",
+                "OPEN",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for n in range(8)
+    ]
+    assert [p.wait(30) for p in procs] == [0] * 8
+    assert sorted(ap.ssid for ap in RadioWorld(tmp_path / "world.toml").access_points()) == [
+        f"ap{n}" for n in range(8)
+    ]

@@ -132,7 +132,8 @@ class Device:
         wifi = self.context.wifi if self.context is not None else None
         if not isinstance(wifi, Wifi) or not wifi.started:
             return None
-        return {"ssid": wifi.connected_to, "ip": wifi.ip}
+        softap = wifi.ap_config.ssid if wifi.ap_running and wifi.ap_config else None
+        return {"mode": wifi.mode.value, "ssid": wifi.connected_to, "ip": wifi.ip, "softap": softap}
 
     # -- running -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -207,7 +208,7 @@ class Device:
         context.on_teardown(app.unload)
         context.on_teardown(events.stop)
         context.on_teardown(timers.stop_all)
-        wifi = Wifi(self.world, events, log, self.efuse.mac)
+        wifi = Wifi(self.world, events, log, self.efuse.mac, self.name)
         context.wifi = wifi
         context.on_teardown(wifi.stop)
         for hook in self._peripherals:

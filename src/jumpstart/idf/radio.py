@@ -7,11 +7,14 @@ process. Each AP serves one IPv4 /24 subnet from which stations get their addres
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
 import tomllib
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -45,6 +48,13 @@ class AccessPoint:
     channel: int = 6
     rssi: int = -50
     up: bool = True
+    device: str | None = None
+    """The virtual device whose SoftAP this is (None: an AP of the world itself)."""
+    endpoint: str | None = None
+    """``host:port`` on loopback where the hosting device serves (e.g. provisioning)."""
+    stations: tuple[str, ...] = ()
+    """MACs of the stations joined to a device's SoftAP."""
+    max_connection: int = 4
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.ssid.encode()) <= SSID_MAX:
@@ -84,6 +94,10 @@ class AccessPoint:
             f"channel = {self.channel}\n"
             f"rssi = {self.rssi}\n"
             f"up = {'true' if self.up else 'false'}\n"
+            + (f"device = {json.dumps(self.device)}\n" if self.device else "")
+            + (f"endpoint = {json.dumps(self.endpoint)}\n" if self.endpoint else "")
+            + (f"stations = {json.dumps(list(self.stations))}\n" if self.stations else "")
+            + (f"max_connection = {self.max_connection}\n" if self.device else "")
         )
 
 
@@ -130,6 +144,10 @@ class RadioWorld:
                     channel=int(entry.get("channel", 6)),
                     rssi=int(entry.get("rssi", -50)),
                     up=bool(entry.get("up", True)),
+                    device=entry.get("device"),
+                    endpoint=entry.get("endpoint"),
+                    stations=tuple(str(m) for m in entry.get("stations", [])),
+                    max_connection=int(entry.get("max_connection", 4)),
                 )
             except (KeyError, ValueError, TypeError) as err:
                 raise InputError(f"{self.path}: bad [[ap]] entry {entry!r:.80} ({err})") from None
@@ -143,23 +161,76 @@ class RadioWorld:
         return self._aps.get(ssid)
 
     # -- changing ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _change(self) -> Iterator[None]:
+        """Read-modify-write under an exclusive lock, so processes never lose each other's
+        changes to the file."""
+        if self.path is None:
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._stamp = None
+            self.reload()
+            yield
+            self._save()
+
     def add(self, ap: AccessPoint) -> None:
-        self.reload()
-        if ap.ssid in self._aps:
-            raise InputError(f"an AP named {ap.ssid!r} already exists; remove it first")
-        self._aps[ap.ssid] = ap
-        self._save()
+        with self._change():
+            if ap.ssid in self._aps:
+                raise InputError(f"an AP named {ap.ssid!r} already exists; remove it first")
+            self._aps[ap.ssid] = ap
 
     def remove(self, ssid: str) -> None:
-        self.reload()
-        self._require(ssid)
-        del self._aps[ssid]
-        self._save()
+        with self._change():
+            self._require(ssid)
+            del self._aps[ssid]
 
     def set_up(self, ssid: str, up: bool) -> None:
-        self.reload()
-        self._aps[ssid] = replace(self._require(ssid), up=up)
-        self._save()
+        with self._change():
+            self._aps[ssid] = replace(self._require(ssid), up=up)
+
+    def host(self, ap: AccessPoint) -> None:
+        """Publish a device's SoftAP, replacing one it left behind; another owner's SSID is
+        refused."""
+        with self._change():
+            current = self._aps.get(ap.ssid)
+            if current is not None and current.device != ap.device:
+                owner = f"device {current.device!r}" if current.device else "the world"
+                raise InputError(f"SSID {ap.ssid!r} is already used by {owner}")
+            self._aps[ap.ssid] = ap
+
+    def unhost(self, ssid: str, device: str) -> None:
+        with self._change():
+            current = self._aps.get(ssid)
+            if current is not None and current.device == device:
+                del self._aps[ssid]
+
+    def set_endpoint(self, ssid: str, endpoint: str | None) -> None:
+        with self._change():
+            self._aps[ssid] = replace(self._require(ssid), endpoint=endpoint)
+
+    def join(self, ssid: str, mac: str, password: str = "") -> AccessPoint:
+        """A station joins a device's SoftAP (what a phone does before provisioning)."""
+        with self._change():
+            ap = self._require(ssid)
+            if not ap.up:
+                raise InputError(f"AP {ssid!r} is down")
+            if ap.auth is not AuthMode.OPEN and password != ap.password:
+                raise InputError(f"wrong password for {ssid!r}")
+            if mac not in ap.stations:
+                if len(ap.stations) >= ap.max_connection:
+                    raise InputError(f"AP {ssid!r} already has {ap.max_connection} stations")
+                ap = replace(ap, stations=(*ap.stations, mac))
+                self._aps[ssid] = ap
+            return ap
+
+    def leave(self, ssid: str, mac: str) -> None:
+        with self._change():
+            ap = self._aps.get(ssid)
+            if ap is not None and mac in ap.stations:
+                self._aps[ssid] = replace(ap, stations=tuple(m for m in ap.stations if m != mac))
 
     def _require(self, ssid: str) -> AccessPoint:
         ap = self._aps.get(ssid)
@@ -178,5 +249,5 @@ class RadioWorld:
         with os.fdopen(fd, "w") as out:
             out.write(text)
         os.replace(tmp, self.path)
-        self._stamp = None
-        self.reload()
+        stat = self.path.stat()
+        self._stamp = (stat.st_mtime_ns, stat.st_size)

@@ -1,4 +1,4 @@
-"""``esp_wifi`` station mode over the radio world, with ``esp_netif`` style IP events.
+"""``esp_wifi`` station and SoftAP modes over the radio world, with ``esp_netif`` IP events.
 
 ``start()`` posts STA_START; ``connect()`` associates with the configured AP: a missing or
 down AP ends in STA_DISCONNECTED(NO_AP_FOUND), a wrong password in STA_DISCONNECTED(AUTH_FAIL),
@@ -6,6 +6,10 @@ success in STA_CONNECTED then IP_EVENT STA_GOT_IP. While connected, the AP going
 gives STA_DISCONNECTED(BEACON_TIMEOUT). Like an app calling ``esp_wifi_connect()`` from its
 disconnect handler, repeated attempts are spaced by a backoff that doubles up to a cap and
 resets once an address is obtained.
+
+In AP (or APSTA) mode ``start()`` publishes the device's SoftAP in the world (AP_START); other
+parties join it there and the device sees AP_STACONNECTED / AP_STADISCONNECTED. ``stop()``
+withdraws it (AP_STOP).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from jumpstart.errors import InputError
 from jumpstart.idf.esp_err import EspErr, EspError
 from jumpstart.idf.event import EventLoop
 from jumpstart.idf.log import EspLog
-from jumpstart.idf.radio import AuthMode, RadioWorld
+from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 
 __all__ = [
+    "ApConfig",
+    "ApStation",
     "GotIp",
     "IpEvent",
     "StaConfig",
@@ -47,6 +53,10 @@ class WifiEvent(Enum):
     STA_CONNECTED = auto()
     STA_DISCONNECTED = auto()
     SCAN_DONE = auto()
+    AP_START = auto()
+    AP_STOP = auto()
+    AP_STACONNECTED = auto()
+    AP_STADISCONNECTED = auto()
 
 
 class IpEvent(Enum):
@@ -77,6 +87,28 @@ class StaConfig:
 
 
 @dataclass(frozen=True)
+class ApConfig:
+    """``wifi_ap_config_t``: an empty password means an open network."""
+
+    ssid: str
+    password: str = ""
+    channel: int = 1
+    max_connection: int = 4
+
+    @property
+    def auth(self) -> AuthMode:
+        return AuthMode.WPA2_PSK if self.password else AuthMode.OPEN
+
+
+@dataclass(frozen=True)
+class ApStation:
+    """Data of AP_STACONNECTED / AP_STADISCONNECTED."""
+
+    mac: str
+    aid: int
+
+
+@dataclass(frozen=True)
 class StaConnected:
     ssid: str
     bssid: str
@@ -100,8 +132,19 @@ class GotIp:
 class Wifi:
     """One device's Wi-Fi driver."""
 
-    def __init__(self, world: RadioWorld, events: EventLoop, log: EspLog, mac: bytes) -> None:
+    def __init__(
+        self,
+        world: RadioWorld,
+        events: EventLoop,
+        log: EspLog,
+        mac: bytes,
+        device: str = "device",
+    ) -> None:
         self.world = world
+        self.device = device
+        self.ap_config: ApConfig | None = None
+        self.ap_running = False
+        self._ap_stations: tuple[str, ...] = ()
         self.events = events
         self.log = log
         self.mac = mac
@@ -117,17 +160,57 @@ class Wifi:
     def set_mode(self, mode: WifiMode) -> None:
         self.mode = mode
 
-    def set_config(self, sta: StaConfig) -> None:
-        if not sta.ssid:
-            raise EspError(EspErr.ESP_ERR_INVALID_ARG, "empty SSID")
-        self.sta_config = sta
+    @property
+    def ap_mac(self) -> bytes:
+        """The SoftAP's MAC: the base MAC + 1 (``esp_read_mac(..., ESP_MAC_WIFI_SOFTAP)``)."""
+        return ((int.from_bytes(self.mac, "big") + 1) % (1 << 48)).to_bytes(6, "big")
+
+    def set_config(self, sta: StaConfig | None = None, *, ap: ApConfig | None = None) -> None:
+        if sta is not None:
+            if not sta.ssid:
+                raise EspError(EspErr.ESP_ERR_INVALID_ARG, "empty SSID")
+            self.sta_config = sta
+        if ap is not None:
+            self.ap_config = ap
 
     def start(self) -> None:
-        if self.mode not in (WifiMode.STA, WifiMode.APSTA):
-            raise EspError(EspErr.ESP_ERR_INVALID_STATE, "set_mode(STA) before start()")
+        if self.mode is WifiMode.NULL:
+            raise EspError(EspErr.ESP_ERR_INVALID_STATE, "set_mode() before start()")
+        if self.mode in (WifiMode.AP, WifiMode.APSTA):
+            self._start_ap()
         self.started = True
         self._watch = asyncio.get_running_loop().create_task(self._watch_world())
-        self.events.post(WifiEvent.STA_START)
+        if self.mode in (WifiMode.STA, WifiMode.APSTA):
+            self.events.post(WifiEvent.STA_START)
+
+    def _start_ap(self) -> None:
+        config = self.ap_config
+        if config is None:
+            raise EspError(EspErr.ESP_ERR_INVALID_STATE, "set_config(ap=...) before start()")
+        try:
+            self.world.host(
+                AccessPoint(
+                    config.ssid,
+                    config.password,
+                    config.auth,
+                    config.channel,
+                    rssi=-30,
+                    device=self.device,
+                    max_connection=config.max_connection,
+                )
+            )
+        except InputError as err:
+            raise EspError(EspErr.ESP_ERR_INVALID_ARG, str(err)) from None
+        self.ap_running = True
+        self._ap_stations = ()
+        self.log.i(TAG, f"SoftAP {config.ssid!r} started on channel {config.channel}")
+        self.events.post(WifiEvent.AP_START)
+
+    def set_ap_endpoint(self, endpoint: str | None) -> None:
+        """Publish where this device serves on loopback (found by clients joining the AP)."""
+        if self.ap_config is None or not self.ap_running:
+            raise EspError(EspErr.ESP_ERR_INVALID_STATE, "the SoftAP is not running")
+        self.world.set_endpoint(self.ap_config.ssid, endpoint)
 
     def connect(self) -> None:
         """``esp_wifi_connect``: start an association attempt (after the backoff, if any)."""
@@ -149,10 +232,18 @@ class Wifi:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+        if self.ap_running and self.ap_config is not None:
+            self.ap_running = False
+            try:
+                self.world.unhost(self.ap_config.ssid, self.device)
+            except InputError as err:
+                self.log.w(TAG, f"could not withdraw the SoftAP: {err}")
+            self.events.post(WifiEvent.AP_STOP)
         if self.started:
             self.connected_to = self.ip = None
             self.started = False
-            self.events.post(WifiEvent.STA_STOP)
+            if self.mode in (WifiMode.STA, WifiMode.APSTA):
+                self.events.post(WifiEvent.STA_STOP)
 
     def scan(self) -> list[dict[str, object]]:
         """``esp_wifi_scan_start`` + ``get_ap_records``: the APs that are up, strongest first."""
@@ -228,9 +319,26 @@ class Wifi:
     async def _watch_world(self) -> None:
         while True:
             await asyncio.sleep(WORLD_POLL_S)
-            if self.connected_to is None:
+            if self.connected_to is None and not self.ap_running:
                 continue
             self._reload_world()
-            ap = self.world.find(self.connected_to)
-            if ap is None or not ap.up:
-                self._lost(WifiReason.BEACON_TIMEOUT)
+            if self.connected_to is not None:
+                ap = self.world.find(self.connected_to)
+                if ap is None or not ap.up:
+                    self._lost(WifiReason.BEACON_TIMEOUT)
+            if self.ap_running and self.ap_config is not None:
+                self._check_stations()
+
+    def _check_stations(self) -> None:
+        assert self.ap_config is not None
+        own = self.world.find(self.ap_config.ssid)
+        now = own.stations if own is not None and own.device == self.device else ()
+        for mac in now:
+            if mac not in self._ap_stations:
+                self.log.i(TAG, f"station {mac} join, AID={now.index(mac) + 1}")
+                self.events.post(WifiEvent.AP_STACONNECTED, ApStation(mac, now.index(mac) + 1))
+        for aid, mac in enumerate(self._ap_stations, 1):
+            if mac not in now:
+                self.log.i(TAG, f"station {mac} leave, AID={aid}")
+                self.events.post(WifiEvent.AP_STADISCONNECTED, ApStation(mac, aid))
+        self._ap_stations = now
