@@ -13,8 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
+# The guide's outlet on Wi-Fi (3_wifi_connection) in the monitor: press its button from another
+# terminal with `.venv/bin/jumpstart device press outlet`; Ctrl-C stops it.
 run: $(STAMP)
-	$(BIN)/jumpstart demo
+	@$(BIN)/jumpstart world ap list | grep -q '^myssid ' || \
+		$(BIN)/jumpstart world ap add myssid --password mypassword
+	@$(BIN)/jumpstart device list | grep -q '^outlet ' || $(BIN)/jumpstart device create outlet
+	@mkdir -p build
+	$(BIN)/jumpstart idf build apps/3_wifi_connection -o build/outlet.bin
+	$(BIN)/jumpstart idf flash --device outlet build/outlet.bin
+	$(BIN)/jumpstart idf monitor --device outlet
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
