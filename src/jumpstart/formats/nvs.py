@@ -123,22 +123,23 @@ class ItemType(IntEnum):
 
     @property
     def is_integer(self) -> bool:
-        return self in _INTEGER_FORMATS
+        return self in INTEGER_STRUCTS
 
     @property
     def is_variable_length(self) -> bool:
         return self in (ItemType.SZ, ItemType.BLOB, ItemType.BLOB_DATA)
 
 
-_INTEGER_FORMATS: dict[ItemType, str] = {
-    ItemType.U8: "<B",
-    ItemType.I8: "<b",
-    ItemType.U16: "<H",
-    ItemType.I16: "<h",
-    ItemType.U32: "<I",
-    ItemType.I32: "<i",
-    ItemType.U64: "<Q",
-    ItemType.I64: "<q",
+# The little-endian layout of each integer type in an item's data field.
+INTEGER_STRUCTS: dict[ItemType, struct.Struct] = {
+    ItemType.U8: struct.Struct("<B"),
+    ItemType.I8: struct.Struct("<b"),
+    ItemType.U16: struct.Struct("<H"),
+    ItemType.I16: struct.Struct("<h"),
+    ItemType.U32: struct.Struct("<I"),
+    ItemType.I32: struct.Struct("<i"),
+    ItemType.U64: struct.Struct("<Q"),
+    ItemType.I64: struct.Struct("<q"),
 }
 _KNOWN_TYPES = {t.value for t in ItemType if t is not ItemType.ANY}
 
@@ -146,7 +147,7 @@ _KNOWN_TYPES = {t.value for t in ItemType if t is not ItemType.ANY}
 def pack_integer(type: ItemType, value: int) -> bytes:
     """The 8-byte data field of an integer item: the value little-endian, unused bytes 0xFF."""
     try:
-        packed = struct.pack(_INTEGER_FORMATS[type], value)
+        packed = INTEGER_STRUCTS[type].pack(value)
     except struct.error:
         raise InputError(f"value {value} does not fit type {type.name.lower()}") from None
     return packed.ljust(8, b"\xff")
@@ -154,7 +155,7 @@ def pack_integer(type: ItemType, value: int) -> bytes:
 
 def unpack_integer(type: ItemType, data: bytes) -> int:
     """The value held in the data field of an integer item of ``type``."""
-    value: int = struct.unpack_from(_INTEGER_FORMATS[type], data)[0]
+    value: int = INTEGER_STRUCTS[type].unpack_from(data)[0]
     return value
 
 

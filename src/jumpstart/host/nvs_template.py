@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from jumpstart.errors import InputError
-from jumpstart.formats.nvs import ENTRY_SIZE, FormatVersion, ItemType
+from jumpstart.formats.nvs import ENTRY_SIZE, INTEGER_STRUCTS, FormatVersion, ItemType
 from jumpstart.host.nvs_gen import NvsImageBuilder, NvsSize
 
 __all__ = ["FactoryField", "FactoryValue", "NvsImageBatch", "NvsImageTemplate"]
@@ -35,17 +35,6 @@ _CRC_SEED = 0xFFFFFFFF  # crc32_le, see jumpstart.formats.crc
 _pack_u32 = struct.Struct("<I").pack
 _crc32 = zlib.crc32
 
-_INTEGER_STRUCTS: dict[ItemType, struct.Struct] = {
-    ItemType.U8: struct.Struct("<B"),
-    ItemType.I8: struct.Struct("<b"),
-    ItemType.U16: struct.Struct("<H"),
-    ItemType.I16: struct.Struct("<h"),
-    ItemType.U32: struct.Struct("<I"),
-    ItemType.I32: struct.Struct("<i"),
-    ItemType.U64: struct.Struct("<Q"),
-    ItemType.I64: struct.Struct("<q"),
-}
-
 
 @dataclass(frozen=True)
 class FactoryField:
@@ -56,8 +45,20 @@ class FactoryField:
     type: ItemType
 
     def __post_init__(self) -> None:
-        if self.type not in _INTEGER_STRUCTS and self.type not in (ItemType.SZ, ItemType.BLOB):
+        if self.type not in INTEGER_STRUCTS and self.type not in (ItemType.SZ, ItemType.BLOB):
             raise InputError(f"{self.key}: a factory field is an integer, SZ or BLOB type")
+
+
+def _text(field: FactoryField, value: FactoryValue) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{field.key}: expected text, got {type(value).__name__}")
+    return value
+
+
+def _bytes(field: FactoryField, value: FactoryValue) -> bytes:
+    if not isinstance(value, bytes):
+        raise InputError(f"{field.key}: expected bytes, got {type(value).__name__}")
+    return value
 
 
 class LayoutChangedError(Exception):
@@ -83,9 +84,9 @@ _Filler = Callable[[list[bytes], FactoryValue], None]
 def _integer_filler(field: FactoryField, image: bytes, at: int, end: int) -> _Filler:
     """Fill the entry at ``at`` from its CRC field on; the fixed bytes after it run up to
     ``end``, which is the next field's first CRC field."""
-    pack = _INTEGER_STRUCTS[field.type].pack
+    pack = INTEGER_STRUCTS[field.type].pack
     # Unused bytes of the 8-byte data field stay 0xFF (pack_integer).
-    padding = b"\xff" * (8 - _INTEGER_STRUCTS[field.type].size)
+    padding = b"\xff" * (8 - INTEGER_STRUCTS[field.type].size)
     fixed = _fixed_crc(image, at, _ITEM_DATA)
     key = image[at + _ITEM_AFTER_CRC : at + _ITEM_DATA]
     after = image[at + ENTRY_SIZE : end]
@@ -126,14 +127,7 @@ def _payload_filler(
         )
 
     def fill(parts: list[bytes], value: FactoryValue) -> None:
-        if text:
-            if not isinstance(value, str):
-                raise InputError(f"{field.key}: expected text, got {type(value).__name__}")
-            payload = value.encode("utf-8") + b"\x00"
-        elif isinstance(value, bytes):
-            payload = value
-        else:
-            raise InputError(f"{field.key}: expected bytes, got {type(value).__name__}")
+        payload = _text(field, value).encode("utf-8") + b"\x00" if text else _bytes(field, value)
         if len(payload) != total:
             raise LayoutChangedError(field.key)
         for fixed, middle, start, stop, after in plan:
@@ -176,13 +170,9 @@ class NvsImageTemplate:
             ns = namespaces[field.namespace]
             placements = builder.record_placements()
             if field.type is ItemType.SZ:
-                if not isinstance(value, str):
-                    raise InputError(f"{field.key}: expected text, got {type(value).__name__}")
-                builder.string(ns, field.key, value)
+                builder.string(ns, field.key, _text(field, value))
             elif field.type is ItemType.BLOB:
-                if not isinstance(value, bytes):
-                    raise InputError(f"{field.key}: expected bytes, got {type(value).__name__}")
-                builder.blob(ns, field.key, value)
+                builder.blob(ns, field.key, _bytes(field, value))
             else:
                 if not isinstance(value, int):
                     raise InputError(f"{field.key}: expected an integer, got {value!r}")
