@@ -22,6 +22,7 @@ from jumpstart.errors import JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
 from jumpstart.host import image_tools
 from jumpstart.host.demo import flash_demo
+from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.partition_tool import partition_table as convert_partition_table
 
@@ -49,11 +50,6 @@ EXIT_INPUT_ERROR = 2
 
 def _out() -> Console:
     return Console(highlight=False, soft_wrap=True)
-
-
-def home_dir() -> Path:
-    """``$JUMPSTART_HOME``, default ``~/.jumpstart``."""
-    return Path(os.environ.get("JUMPSTART_HOME", Path.home() / ".jumpstart"))
 
 
 def _table_view(table: PartitionTable, title: str) -> Table:
@@ -162,7 +158,7 @@ def image_verify(
 def demo() -> None:
     """Lay out a virtual outlet's flash, install a signed image and boot-check it."""
     console = _out()
-    result = flash_demo(home_dir())
+    result = flash_demo(JumpstartHome().path)
     console.print(_table_view(result.table, "Guide layout (7_mfg/partitions.csv)"))
     console.print(
         f"[bold]flash[/] {result.flash_path}\n"

@@ -88,23 +88,26 @@ def _check_bootable_layout(folder: DeviceFolder) -> None:
             ) from None
 
 
+def _bootable(name: str) -> tuple[DeviceFolder, RadioWorld]:
+    """The device and the radio world, once both are known good enough to boot."""
+    home = JumpstartHome()
+    folder = home.device(name)
+    world = RadioWorld(home.world_path)  # a malformed world file stops here, with its error
+    _check_bootable_layout(folder)
+    return folder, world
+
+
 @device_app.command("run")
 def device_run(name: Annotated[str, typer.Argument(help="Device to run")]) -> None:
     """Boot a device headless; its console goes to devices/NAME/console.log."""
-    home = JumpstartHome()
-    folder = home.device(name)
-    RadioWorld(home.world_path)  # a malformed world file stops here, with its error
-    _check_bootable_layout(folder)
-    log = folder.console_path.open("a", buffering=1, encoding="utf-8")
-    print(f"device {name} running; console: {folder.console_path}", file=sys.stderr)
-    try:
+    folder, world = _bootable(name)
+    with folder.console_path.open("a", buffering=1, encoding="utf-8") as log:
+        print(f"device {name} running; console: {folder.console_path}", file=sys.stderr)
 
         def console(line: str) -> None:
             log.write(line + "\n")
 
-        asyncio.run(run_device(folder, console, world=RadioWorld(home.world_path)))
-    finally:
-        log.close()
+        asyncio.run(run_device(folder, console, world=world))
 
 
 @device_app.command("press")
@@ -163,9 +166,21 @@ def idf_build(
     print(f"wrote {len(image)} bytes to {output} ({desc.project_name} {desc.version})")
 
 
-def _flash_plan(folder: DeviceFolder, args: list[str]) -> list[tuple[int, Path]]:
-    """``IMAGE`` and/or ``[--offset] ADDR FILE`` pairs -> (address, file) writes."""
-    plan: list[tuple[int, Path]] = []
+def _stopped_device(name: str) -> DeviceFolder:
+    """A device whose flash may be written: it exists and no process runs it."""
+    folder = JumpstartHome().device(name)
+    if is_running(folder):
+        raise InputError(f"device {name!r} is running; stop it first (jumpstart device stop)")
+    return folder
+
+
+def _table_of(flash: FileFlash) -> PartitionTable:
+    return PartitionTable.from_binary(flash.read(PARTITION_TABLE_OFFSET, 0xC00))
+
+
+def _flash_arguments(args: list[str]) -> tuple[Path | None, list[tuple[int, Path]]]:
+    """``IMAGE`` and/or ``[--offset] ADDR FILE`` pairs -> (image, [(address, file)])."""
+    pairs: list[tuple[int, Path]] = []
     image: Path | None = None
     tokens = list(args)
     while tokens:
@@ -175,29 +190,31 @@ def _flash_plan(folder: DeviceFolder, args: list[str]) -> list[tuple[int, Path]]
                 if len(tokens) < 2:
                     raise InputError("--offset takes an address and a file: --offset 0x8000 pt.bin")
                 token = tokens.pop(0)
-            plan.append((_address(token), Path(tokens.pop(0))))
+            pairs.append((_address(token), Path(tokens.pop(0))))
         elif image is None:
             image = Path(token)
         else:
             raise InputError(f"unexpected argument {token!r}; give one IMAGE and ADDR FILE pairs")
-    if image is not None:
-        with folder.open_flash() as flash:
-            try:
-                table = PartitionTable.from_binary(flash.read(PARTITION_TABLE_OFFSET, 0xC00))
-            except InputError as err:
-                raise InputError(
-                    f"device {folder.name!r} has no partition table to place IMAGE ({err}); "
-                    "give its address: ADDR IMAGE"
-                ) from None
-        apps = [p for p in table.partitions if p.type == PartitionType.APP]
-        factory = [p for p in apps if p.subtype == 0]
-        targets = factory or table.ota_apps or apps
-        if not targets:
-            raise InputError("the partition table has no app partition for IMAGE")
-        plan.insert(0, (targets[0].offset, image))
-    if not plan:
+    if image is None and not pairs:
         raise InputError("nothing to flash: give an IMAGE and/or ADDR FILE pairs")
-    return plan
+    return image, pairs
+
+
+def _boot_app_offset(folder: DeviceFolder, flash: FileFlash) -> int:
+    """Where idf.py flash puts the app: the factory app, else ota_0, else the first app."""
+    try:
+        table = _table_of(flash)
+    except InputError as err:
+        raise InputError(
+            f"device {folder.name!r} has no partition table to place IMAGE ({err}); "
+            "give its address: ADDR IMAGE"
+        ) from None
+    apps = [p for p in table.partitions if p.type == PartitionType.APP]
+    factory = [p for p in apps if p.subtype == 0]
+    targets = factory or table.ota_apps or apps
+    if not targets:
+        raise InputError("the partition table has no app partition for IMAGE")
+    return targets[0].offset
 
 
 def idf_flash(
@@ -211,12 +228,11 @@ def idf_flash(
 
     An IMAGE alone goes to the first app partition and otadata is erased, so it boots next.
     """
-    folder = JumpstartHome().device(device)
-    if is_running(folder):
-        raise InputError(f"device {device!r} is running; stop it first (jumpstart device stop)")
-    plan = _flash_plan(folder, args or [])
-    writes = [(address, path, read_file(path)) for address, path in plan]
+    folder = _stopped_device(device)
+    image, pairs = _flash_arguments(args or [])
     with folder.open_flash() as flash:
+        plan = [(_boot_app_offset(folder, flash), image)] if image is not None else []
+        writes = [(address, path, read_file(path)) for address, path in [*plan, *pairs]]
         for address, path, data in writes:
             if address % SECTOR:
                 raise InputError(
@@ -231,13 +247,14 @@ def idf_flash(
             flash.erase_range(address, len(data) + (-len(data) % SECTOR))
             flash.write(address, data)
             print(f"Wrote {len(data)} bytes at 0x{address:08x} ({path.name})")
-        if args and not args[0].startswith("0x") and args[0] != "--offset":
+        if image is not None:
             _erase_otadata(flash)
 
 
 def _erase_otadata(flash: FileFlash) -> None:
+    # Read again: the writes may have brought a new partition table.
     try:
-        table = PartitionTable.from_binary(flash.read(PARTITION_TABLE_OFFSET, 0xC00))
+        table = _table_of(flash)
     except InputError:
         return
     for p in table.partitions:
@@ -248,9 +265,7 @@ def _erase_otadata(flash: FileFlash) -> None:
 
 def idf_erase_flash(device: Annotated[str, typer.Option(help="Device to erase")]) -> None:
     """Erase the whole flash (esptool erase_flash); the partition table goes too."""
-    folder = JumpstartHome().device(device)
-    if is_running(folder):
-        raise InputError(f"device {device!r} is running; stop it first (jumpstart device stop)")
+    folder = _stopped_device(device)
     with folder.open_flash() as flash:
         flash.erase_range(0, flash.size)
     print(f"Erased {device}'s flash")
@@ -258,17 +273,14 @@ def idf_erase_flash(device: Annotated[str, typer.Option(help="Device to erase")]
 
 def idf_monitor(device: Annotated[str, typer.Option(help="Device to boot")]) -> None:
     """Boot a device in the foreground with its console here; Ctrl-C stops it."""
-    home = JumpstartHome()
-    folder = home.device(device)
-    RadioWorld(home.world_path)
-    _check_bootable_layout(folder)
+    folder, world = _bootable(device)
     print(f"--- jumpstart monitor on {device} --- Quit: Ctrl+C ---", file=sys.stderr)
 
     def console(line: str) -> None:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
 
-    asyncio.run(run_device(folder, console, world=RadioWorld(home.world_path)))
+    asyncio.run(run_device(folder, console, world=world))
     print("--- exit ---", file=sys.stderr)
 
 

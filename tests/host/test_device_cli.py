@@ -19,12 +19,6 @@ from tests.idf.device_helpers import APPS
 JUMPSTART = [sys.executable, "-m", "jumpstart.cli"]
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def cli(*args: str) -> int:
     return main(list(args))
 

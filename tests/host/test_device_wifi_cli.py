@@ -8,16 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from jumpstart.host.device_home import JumpstartHome
 from tests.host.test_device_cli import JUMPSTART, cli, flashed_device, wait_for
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 def start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:

@@ -89,7 +89,6 @@ class Device:
         self._next: ResetReason | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.booted_event: asyncio.Event | None = None
 
     # -- control -----------------------------------------------------------------------
     def restart(self) -> None:
@@ -139,7 +138,6 @@ class Device:
     async def run(self) -> None:
         """Boot and keep the device running until :meth:`stop`."""
         self._wake = asyncio.Event()
-        self.booted_event = asyncio.Event()
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -217,15 +215,11 @@ class Device:
         self.state = DeviceState.RUNNING
         log.i("cpu_start", "Starting scheduler on PRO CPU.")
         self._spawn(self._main(app, context), "main")
-        assert self.booted_event is not None
-        self.booted_event.set()
 
     def _halt(self, log: EspLog) -> None:
         self.booted = None
         self.state = DeviceState.HALTED
         log.e("boot", "No app to run; the device waits for a new image (idf flash) or restart")
-        if self.booted_event is not None:
-            self.booted_event.set()
 
     def _print_partition_table(self, log: EspLog, parts: PartitionMap) -> None:
         log.i("boot", "Partition Table:")
