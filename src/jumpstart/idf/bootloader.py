@@ -28,7 +28,7 @@ from jumpstart.formats.partition_table import Partition, PartitionType
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.partition import EspPartition, PartitionMap
 
-__all__ = ["BootedApp", "NoBootableAppError", "boot_candidates", "load_boot_image"]
+__all__ = ["BootPlan", "BootedApp", "NoBootableAppError", "boot_candidates", "load_boot_image"]
 
 TAG = "boot"
 FACTORY_SUBTYPE = 0x00
@@ -57,8 +57,18 @@ def _write_entry(otadata: EspPartition, index: int, entry: OtaSelectEntry) -> No
     otadata.write(index * SECTOR, entry.to_bytes())
 
 
-def boot_candidates(parts: PartitionMap, log: EspLog, *, rollback: bool = True) -> list[Partition]:
-    """App partitions in the order the bootloader tries them (updates otadata states)."""
+@dataclass(frozen=True)
+class BootPlan:
+    """App partitions in the order the bootloader tries them, and the otadata it read."""
+
+    candidates: list[Partition]
+    otadata: EspPartition | None
+    otadata_blank: bool
+    """Neither entry holds a sequence number with a good CRC (``set_actual_ota_seq`` case)."""
+
+
+def boot_candidates(parts: PartitionMap, log: EspLog, *, rollback: bool = True) -> BootPlan:
+    """Read otadata once: the try order, after updating rollback states."""
     table = parts.table
     apps = table.ota_apps
     factory = next(
@@ -66,9 +76,11 @@ def boot_candidates(parts: PartitionMap, log: EspLog, *, rollback: bool = True) 
     )
     otadata = _otadata(parts)
     selected: int | None = None  # index into apps; None = factory
+    blank = False
     if otadata is not None and apps:
         try:
             entries = list(parse_otadata(otadata.read(0, otadata.size)))
+            blank = all(e.ota_seq == BLANK_SEQ or not e.crc_ok for e in entries)
         except OtadataError as err:
             log.e(TAG, f"otadata unreadable ({err})")
             entries = []
@@ -95,16 +107,16 @@ def boot_candidates(parts: PartitionMap, log: EspLog, *, rollback: bool = True) 
         order += apps[selected + 1 :]
     else:
         order += apps
-    return order
+    return BootPlan(order, otadata, blank)
 
 
 def load_boot_image(parts: PartitionMap, log: EspLog, *, rollback: bool = True) -> BootedApp:
     """Pick, verify and unpack the app to run; raise NoBootableAppError if none passes."""
-    candidates = boot_candidates(parts, log, rollback=rollback)
-    if not candidates:
+    plan = boot_candidates(parts, log, rollback=rollback)
+    if not plan.candidates:
         log.e(TAG, "No bootable app partitions in the partition table")
         raise NoBootableAppError("the partition table has no app partition")
-    for partition in candidates:
+    for partition in plan.candidates:
         region = parts.find_first(PartitionType.APP, label=partition.name)
         try:
             if region.read(0, 1) != b"\xe9":
@@ -117,22 +129,11 @@ def load_boot_image(parts: PartitionMap, log: EspLog, *, rollback: bool = True) 
             log.e(TAG, f"Image at 0x{partition.offset:x} ({partition.name}) is not bootable: {err}")
             continue
         log.i(TAG, f"Loaded app from partition at offset 0x{partition.offset:x}")
-        _confirm_first_boot(parts, partition, log)
+        if plan.otadata is not None and plan.otadata_blank and partition.ota_slot is not None:
+            # With blank otadata, booting ota_N records seq N+1 in entry 0.
+            seq = partition.ota_slot + 1
+            _write_entry(plan.otadata, 0, OtaSelectEntry.new(seq, OtaImgState.VALID))
+            log.d(TAG, f"otadata set to seq {seq} ({partition.name})")
         return BootedApp(region, image, package)
     log.e(TAG, "No bootable app partitions in the partition table")
     raise NoBootableAppError("no app partition holds a valid image")
-
-
-def _confirm_first_boot(parts: PartitionMap, partition: Partition, log: EspLog) -> None:
-    """With blank otadata, booting ota_N records seq N+1 in entry 0 (``set_actual_ota_seq``)."""
-    otadata = _otadata(parts)
-    if otadata is None or partition.ota_slot is None:
-        return
-    try:
-        entries = parse_otadata(otadata.read(0, otadata.size))
-    except OtadataError:
-        return
-    if all(e.ota_seq == BLANK_SEQ or not e.crc_ok for e in entries):
-        seq = partition.ota_slot + 1
-        _write_entry(otadata, 0, OtaSelectEntry.new(seq, OtaImgState.VALID))
-        log.d(TAG, f"otadata set to seq {seq} ({partition.name})")
