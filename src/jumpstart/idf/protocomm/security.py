@@ -1,0 +1,112 @@
+"""What every protocomm security scheme provides, on the device and on the client side.
+
+A scheme is a sans-I/O object: the transport hands it the bytes of ``prov-session`` requests
+and of encrypted endpoint traffic and gets bytes back. Any failure raises ``SessionError``; the
+transport then drops the exchange without answering, as ESP-IDF does.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from enum import Enum, auto
+from typing import ClassVar
+
+from google.protobuf.message import DecodeError
+
+from jumpstart.errors import InputError
+from jumpstart.idf.protocomm.proto import session_pb2
+
+__all__ = [
+    "SecurityClient",
+    "SecurityEvent",
+    "SecurityScheme",
+    "SessionError",
+    "parse_session_data",
+]
+
+
+class SessionError(InputError):
+    """The peer's message is malformed, out of order or fails a cryptographic check."""
+
+
+class SecurityEvent(Enum):
+    """``PROTOCOMM_SECURITY_SESSION_EVENT`` ids."""
+
+    SETUP_OK = auto()
+    INVALID_SECURITY_PARAMS = auto()
+    CREDENTIALS_MISMATCH = auto()
+
+
+EventSink = Callable[[SecurityEvent, int], None]
+
+
+def parse_session_data(data: bytes, version: int, case: str) -> session_pb2.SessionData:
+    """Decode a ``SessionData`` and insist on this scheme's version and payload."""
+    message = session_pb2.SessionData()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as err:
+        raise SessionError(f"malformed SessionData: {err}") from None
+    if message.sec_ver != version:
+        raise SessionError(f"session uses security {message.sec_ver}, device has {version}")
+    if message.WhichOneof("proto") != case:
+        raise SessionError(f"SessionData carries {message.WhichOneof('proto')}, not {case}")
+    return message
+
+
+class SecurityScheme(ABC):
+    """The device side: one security session at a time (a new one replaces the last)."""
+
+    version: ClassVar[int]
+
+    def __init__(self) -> None:
+        self.on_event: EventSink | None = None
+
+    @property
+    def patch_version(self) -> int:
+        """``sec_patch_ver`` announced in ``proto-ver``."""
+        return 0
+
+    def capabilities(self) -> list[str]:
+        """Entries this scheme adds to ``prov.cap`` (``no_sec``, ``no_pop``)."""
+        return []
+
+    def _event(self, event: SecurityEvent, session_id: int) -> None:
+        if self.on_event is not None:
+            self.on_event(event, session_id)
+
+    @abstractmethod
+    def new_session(self, session_id: int) -> None: ...
+
+    @abstractmethod
+    def close_session(self, session_id: int) -> None: ...
+
+    @abstractmethod
+    def handle(self, session_id: int, data: bytes) -> bytes:
+        """Answer one ``prov-session`` request."""
+
+    @abstractmethod
+    def encrypt(self, session_id: int, data: bytes) -> bytes: ...
+
+    @abstractmethod
+    def decrypt(self, session_id: int, data: bytes) -> bytes: ...
+
+
+class SecurityClient(ABC):
+    """The client side: ``start()`` gives the first handshake request, ``step(response)`` the
+    next one or None once the session is established."""
+
+    version: ClassVar[int]
+
+    @abstractmethod
+    def start(self) -> bytes: ...
+
+    @abstractmethod
+    def step(self, response: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    def encrypt(self, data: bytes) -> bytes: ...
+
+    @abstractmethod
+    def decrypt(self, data: bytes) -> bytes: ...
