@@ -12,6 +12,7 @@ TAG = "app_main"
 
 
 async def app_main(ctx: AppContext) -> None:
+    ctx.nvs.init()  # nvs_flash_init: the Wi-Fi driver keeps its settings there
     AppDriver(ctx)
     wifi = ctx.wifi
     assert wifi is not None

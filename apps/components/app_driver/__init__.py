@@ -3,6 +3,8 @@
 Isolated so a product can replace it with its own peripheral, as the guide says.
 """
 
+from collections.abc import Callable
+
 from jumpstart.idf.app_context import AppContext
 from jumpstart.idf.gpio import GpioMode
 
@@ -10,8 +12,9 @@ TAG = "app_driver"
 
 
 class AppDriver:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, on_long_press: Callable[[], None] | None = None) -> None:
         self.ctx = ctx
+        self._on_long_press = on_long_press
         self.output_gpio = int(ctx.config["output_gpio"])
         self.debounce_ms = int(ctx.config["debounce_ms"])
         self.state = False
@@ -31,6 +34,8 @@ class AppDriver:
 
     def _long_press_cb(self) -> None:
         self.ctx.log.i(TAG, "Button held for 3 s and released")
+        if self._on_long_press is not None:
+            self._on_long_press()
 
     def toggle_state(self) -> None:
         self.set_state(not self.state)

@@ -44,8 +44,11 @@ def _modules(package: Path) -> dict[str, bytes]:
     }
 
 
-def load_app_package(folder: Path) -> AppPackage:
-    """Read an app folder into a package; errors name the file and what to fix."""
+def load_app_package(folder: Path, overrides: dict[str, Any] | None = None) -> AppPackage:
+    """Read an app folder into a package; errors name the file and what to fix.
+
+    ``overrides`` replace [config] values (as a saved menuconfig replaces sdkconfig defaults);
+    an unknown key is refused, so a typo cannot silently build the default."""
     manifest = folder / MANIFEST
     try:
         data = tomllib.loads(manifest.read_text())
@@ -75,6 +78,11 @@ def load_app_package(folder: Path) -> AppPackage:
     config = data.get("config", {})
     if not isinstance(config, dict):
         raise InputError(f"{manifest}: [config] must be a table")
+    for key, value in (overrides or {}).items():
+        if key not in config:
+            known = ", ".join(sorted(config)) or "none"
+            raise InputError(f"{manifest}: no config option {key!r} (known: {known})")
+        config[key] = value
     return AppPackage(
         name=_text(app, "name", manifest),
         version=_text(app, "version", manifest),
@@ -85,9 +93,11 @@ def load_app_package(folder: Path) -> AppPackage:
     )
 
 
-def build_app_image(folder: Path, *, when: dt.datetime | None = None) -> bytes:
+def build_app_image(
+    folder: Path, *, when: dt.datetime | None = None, overrides: dict[str, Any] | None = None
+) -> bytes:
     """The app image for ``folder``: esp_app_desc_t + the package, checksum and SHA-256."""
-    package = load_app_package(folder)
+    package = load_app_package(folder, overrides)
     return image_build(
         package.name,
         package.version,

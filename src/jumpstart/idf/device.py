@@ -206,7 +206,7 @@ class Device:
         context.on_teardown(app.unload)
         context.on_teardown(events.stop)
         context.on_teardown(timers.stop_all)
-        wifi = Wifi(self.world, events, log, self.efuse.mac, self.name)
+        wifi = Wifi(self.world, events, log, self.efuse.mac, self.name, nvs=context.nvs)
         context.wifi = wifi
         context.on_teardown(wifi.stop)
         for hook in self._peripherals:

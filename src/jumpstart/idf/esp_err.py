@@ -28,6 +28,9 @@ class EspErr(IntEnum):
     ESP_ERR_NOT_FINISHED = 0x10C
     ESP_ERR_NOT_ALLOWED = 0x10D
     # esp_flash / spi_flash
+    # esp_wifi.h: ESP_ERR_WIFI_BASE 0x3000
+    ESP_ERR_WIFI_NOT_INIT = 0x3001
+    ESP_ERR_WIFI_SSID = 0x3006
     ESP_ERR_FLASH_OP_FAIL = 0x6001
     ESP_ERR_FLASH_OP_TIMEOUT = 0x6002
     # nvs.h: ESP_ERR_NVS_BASE 0x1100

@@ -10,6 +10,10 @@ resets once an address is obtained.
 In AP (or APSTA) mode ``start()`` publishes the device's SoftAP in the world (AP_START); other
 parties join it there and the device sees AP_STACONNECTED / AP_STADISCONNECTED. ``stop()``
 withdraws it (AP_STOP).
+
+Station credentials set while the storage is FLASH (the default) persist in NVS namespace
+``nvs.net80211`` and are what ``get_config()`` returns after a reboot, as the Wi-Fi driver does;
+``restore()`` (``esp_wifi_restore``) forgets them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from jumpstart.errors import InputError
 from jumpstart.idf.esp_err import EspErr, EspError
 from jumpstart.idf.event import EventLoop
 from jumpstart.idf.log import EspLog
+from jumpstart.idf.nvs import NvsError, NvsFlash
 from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "WifiEvent",
     "WifiMode",
     "WifiReason",
+    "WifiStorage",
 ]
 
 TAG = "wifi"
@@ -45,6 +51,10 @@ DHCP_S = 0.05
 WORLD_POLL_S = 0.25
 BACKOFF_FIRST_S = 0.25
 BACKOFF_CAP_S = 4.0
+# Where the driver keeps station credentials (its debug log names these keys).
+NVS_NAMESPACE = "nvs.net80211"
+NVS_SSID_KEY = "sta.ssid"
+NVS_PASSWORD_KEY = "sta.pswd"
 
 
 class WifiEvent(Enum):
@@ -71,6 +81,13 @@ class WifiReason(IntEnum):
     BEACON_TIMEOUT = 200
     NO_AP_FOUND = 201
     AUTH_FAIL = 202
+
+
+class WifiStorage(Enum):
+    """``wifi_storage_t``."""
+
+    FLASH = "flash"
+    RAM = "ram"
 
 
 class WifiMode(Enum):
@@ -139,8 +156,12 @@ class Wifi:
         log: EspLog,
         mac: bytes,
         device: str = "device",
+        nvs: NvsFlash | None = None,
     ) -> None:
         self.world = world
+        self.nvs = nvs
+        self.storage = WifiStorage.FLASH
+        self._loaded = False
         self.device = device
         self.ap_config: ApConfig | None = None
         self.ap_running = False
@@ -165,25 +186,80 @@ class Wifi:
         """The SoftAP's MAC: the base MAC + 1 (``esp_read_mac(..., ESP_MAC_WIFI_SOFTAP)``)."""
         return ((int.from_bytes(self.mac, "big") + 1) % (1 << 48)).to_bytes(6, "big")
 
+    def set_storage(self, storage: WifiStorage) -> None:
+        """``esp_wifi_set_storage``: whether later station configs persist."""
+        self.storage = storage
+
     def set_config(self, sta: StaConfig | None = None, *, ap: ApConfig | None = None) -> None:
         if sta is not None:
             if not sta.ssid:
                 raise EspError(EspErr.ESP_ERR_INVALID_ARG, "empty SSID")
             self.sta_config = sta
+            self._loaded = True
+            if self.storage is WifiStorage.FLASH:
+                self._persist(sta)
         if ap is not None:
             self.ap_config = ap
+
+    def clear_sta_config(self) -> None:
+        """Forget the station config in RAM (the NVS copy stays, unless storage is FLASH)."""
+        self.sta_config = None
+        self._loaded = True
+        if self.storage is WifiStorage.FLASH:
+            self._persist(None)
+
+    def get_config(self) -> StaConfig | None:
+        """``esp_wifi_get_config(WIFI_IF_STA)``: RAM config, else the one stored in NVS."""
+        if not self._loaded:
+            self._loaded = True
+            self.sta_config = self._load()
+        return self.sta_config
+
+    def restore(self) -> None:
+        """``esp_wifi_restore``: erase the stored Wi-Fi settings."""
+        self.sta_config = None
+        self._loaded = True
+        self._persist(None)
+
+    def _persist(self, sta: StaConfig | None) -> None:
+        if self.nvs is None:
+            return
+        try:
+            with self.nvs.open(NVS_NAMESPACE) as handle:
+                if sta is None:
+                    handle.erase_all()
+                else:
+                    handle.set_str(NVS_SSID_KEY, sta.ssid)
+                    handle.set_str(NVS_PASSWORD_KEY, sta.password)
+                handle.commit()
+        except NvsError as err:
+            if err.code is EspErr.ESP_ERR_NVS_NOT_INITIALIZED:
+                self.log.w(TAG, "NVS is not initialised: the Wi-Fi config stays in RAM only")
+                return
+            raise EspError(err.code, f"cannot store Wi-Fi config: {err}") from None
+
+    def _load(self) -> StaConfig | None:
+        if self.nvs is None:
+            return None
+        try:
+            with self.nvs.open(NVS_NAMESPACE) as handle:
+                return StaConfig(handle.get_str(NVS_SSID_KEY), handle.get_str(NVS_PASSWORD_KEY))
+        except NvsError:
+            return None
 
     def start(self) -> None:
         if self.mode is WifiMode.NULL:
             raise EspError(EspErr.ESP_ERR_INVALID_STATE, "set_mode() before start()")
+        self.get_config()
         if self.mode in (WifiMode.AP, WifiMode.APSTA):
-            self._start_ap()
+            self.start_ap()
         self.started = True
         self._watch = asyncio.get_running_loop().create_task(self._watch_world())
         if self.mode in (WifiMode.STA, WifiMode.APSTA):
             self.events.post(WifiEvent.STA_START)
 
-    def _start_ap(self) -> None:
+    def start_ap(self) -> None:
+        """Bring the SoftAP up (``esp_wifi_set_mode(APSTA)`` on a running driver)."""
         config = self.ap_config
         if config is None:
             raise EspError(EspErr.ESP_ERR_INVALID_STATE, "set_config(ap=...) before start()")
@@ -216,8 +292,8 @@ class Wifi:
         """``esp_wifi_connect``: start an association attempt (after the backoff, if any)."""
         if not self.started:
             raise EspError(EspErr.ESP_ERR_INVALID_STATE, "Wi-Fi is not started")
-        if self.sta_config is None:
-            raise EspError(EspErr.ESP_ERR_INVALID_STATE, "no station configuration")
+        if self.get_config() is None:
+            raise EspError(EspErr.ESP_ERR_WIFI_SSID, "no station configuration")
         if self._attempt is not None and not self._attempt.done():
             return
         self._attempt = asyncio.get_running_loop().create_task(self._associate(self._backoff))
@@ -232,18 +308,27 @@ class Wifi:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+        self.stop_ap()
+        if self.started:
+            self.connected_to = self.ip = None
+            self.started = False
+            if self.mode in (WifiMode.STA, WifiMode.APSTA):
+                self.events.post(WifiEvent.STA_STOP)
+
+    def stop_ap(self) -> None:
+        """Take the SoftAP down (mode back to STA on a running driver)."""
         if self.ap_running and self.ap_config is not None:
             self.ap_running = False
             try:
                 self.world.unhost(self.ap_config.ssid, self.device)
             except InputError as err:
                 self.log.w(TAG, f"could not withdraw the SoftAP: {err}")
+            self.log.i(TAG, f"SoftAP {self.ap_config.ssid!r} stopped")
             self.events.post(WifiEvent.AP_STOP)
-        if self.started:
-            self.connected_to = self.ip = None
-            self.started = False
-            if self.mode in (WifiMode.STA, WifiMode.APSTA):
-                self.events.post(WifiEvent.STA_STOP)
+        if self.mode is WifiMode.APSTA:
+            self.mode = WifiMode.STA
+        elif self.mode is WifiMode.AP:
+            self.mode = WifiMode.NULL
 
     def scan(self) -> list[dict[str, object]]:
         """``esp_wifi_scan_start`` + ``get_ap_records``: the APs that are up, strongest first."""
@@ -257,7 +342,7 @@ class Wifi:
                 "authmode": ap.auth.value,
             }
             for ap in self.world.access_points()
-            if ap.up
+            if ap.up and ap.device != self.device
         ]
 
     # -- internals ---------------------------------------------------------------------
