@@ -17,6 +17,7 @@ from rich.table import Table
 
 from jumpstart import __version__, cli_device
 from jumpstart.cli_nvs import nvs_app
+from jumpstart.cli_prov import prov_app
 from jumpstart.cli_util import parse_size
 from jumpstart.errors import JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
@@ -38,6 +39,7 @@ app.add_typer(idf_app, name="idf")
 app.add_typer(nvs_app, name="nvs")
 app.add_typer(cli_device.device_app, name="device")
 app.add_typer(cli_device.world_app, name="world")
+app.add_typer(prov_app, name="prov")
 idf_app.command("build")(cli_device.idf_build)
 idf_app.command(
     "flash", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}

@@ -7,8 +7,9 @@ import datetime as dt
 import json
 import os
 import sys
+import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -154,16 +155,35 @@ def device_stop(name: Annotated[str, typer.Argument(help="A running device")]) -
 def idf_build(
     app_dir: Annotated[Path, typer.Argument(help="App folder with app.toml")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Image file to write")],
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a [config] value: KEY=VALUE (repeatable)"),
+    ] = None,
 ) -> None:
     """Build an app folder into an ESP app image (like idf.py build).
 
-    The build time is now, or SOURCE_DATE_EPOCH when set (reproducible builds).
+    The build time is now, or SOURCE_DATE_EPOCH when set (reproducible builds). ``--set``
+    changes a [config] value as menuconfig would; values are TOML (numbers, true, "text") and
+    anything that is not TOML is taken as text.
     """
-    image = build_app_image(app_dir, when=_epoch_time())
+    image = build_app_image(app_dir, when=_epoch_time(), overrides=_overrides(settings or []))
     write_atomically(output, image)
     desc = AppImage.parse(image).app_description
     assert desc is not None
     print(f"wrote {len(image)} bytes to {output} ({desc.project_name} {desc.version})")
+
+
+def _overrides(settings: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for setting in settings:
+        key, sep, raw = setting.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--set {setting!r} is not KEY=VALUE")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = raw
+    return values
 
 
 def _stopped_device(name: str) -> DeviceFolder:

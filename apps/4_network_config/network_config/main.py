@@ -18,7 +18,13 @@ from jumpstart.idf.esp_err import EspError
 from jumpstart.idf.nvs import NvsError, OpenMode
 from jumpstart.idf.protocomm import Security0, Security1, Security2, SecurityScheme
 from jumpstart.idf.wifi import GotIp, IpEvent, WifiEvent, WifiMode
-from jumpstart.idf.wifi_prov import ProvConfig, SchemeSoftAP, WifiProvEvent, WifiProvManager
+from jumpstart.idf.wifi_prov import (
+    ProvConfig,
+    SchemeBle,
+    SchemeSoftAP,
+    WifiProvEvent,
+    WifiProvManager,
+)
 
 from ..app_driver import AppDriver
 
@@ -113,7 +119,7 @@ async def app_main(ctx: AppContext) -> None:
     ctx.events.register(WifiProvEvent, event_handler)
 
     transport = str(ctx.config["prov_transport"])
-    scheme = SchemeSoftAP()
+    scheme = SchemeBle() if transport == "ble" else SchemeSoftAP()
     manager = WifiProvManager(
         ProvConfig(scheme), wifi, ctx.events, ctx.timers, ctx.log, ctx.create_task
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from jumpstart.errors import InputError
 
-__all__ = ["AccessPoint", "AuthMode", "RadioWorld"]
+__all__ = ["AccessPoint", "AuthMode", "BleAdvert", "RadioWorld"]
 
 # WPA2 passphrases are 8..63 printable characters (IEEE 802.11i); SSIDs are 1..32 bytes.
 PASSWORD_LENGTH = (8, 63)
@@ -101,12 +101,38 @@ class AccessPoint:
         )
 
 
+@dataclass(frozen=True)
+class BleAdvert:
+    """A device advertising a BLE GATT service (e.g. provisioning) under ``name``."""
+
+    name: str
+    device: str
+    service_uuid: str
+    endpoint: str
+    """``host:port`` on loopback where the device accepts connections (its link layer)."""
+    adv_data: str = ""
+    """Advertising data (hex), as a scanner receives it."""
+    scan_response: str = ""
+
+    def to_toml(self) -> str:
+        return (
+            "[[ble]]\n"
+            f"name = {json.dumps(self.name)}\n"
+            f"device = {json.dumps(self.device)}\n"
+            f"service_uuid = {json.dumps(self.service_uuid)}\n"
+            f"endpoint = {json.dumps(self.endpoint)}\n"
+            f"adv_data = {json.dumps(self.adv_data)}\n"
+            f"scan_response = {json.dumps(self.scan_response)}\n"
+        )
+
+
 class RadioWorld:
     """The APs in range; file-backed (``path``) or in memory (``path=None``)."""
 
     def __init__(self, path: Path | None = None, aps: list[AccessPoint] | None = None) -> None:
         self.path = path
         self._aps: dict[str, AccessPoint] = {ap.ssid: ap for ap in aps or []}
+        self._adverts: dict[str, BleAdvert] = {}
         self._stamp: tuple[int, int] | None = None
         if path is not None:
             self.reload()
@@ -120,16 +146,16 @@ class RadioWorld:
             stat = self.path.stat()
         except FileNotFoundError:
             changed = bool(self._aps) or self._stamp is not None
-            self._aps, self._stamp = {}, None
+            self._aps, self._adverts, self._stamp = {}, {}, None
             return changed
         stamp = (stat.st_mtime_ns, stat.st_size)
         if stamp == self._stamp:
             return False
-        self._aps = self._parse(self.path.read_text())
+        self._aps, self._adverts = self._parse(self.path.read_text())
         self._stamp = stamp
         return True
 
-    def _parse(self, text: str) -> dict[str, AccessPoint]:
+    def _parse(self, text: str) -> tuple[dict[str, AccessPoint], dict[str, BleAdvert]]:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
@@ -152,13 +178,40 @@ class RadioWorld:
             except (KeyError, ValueError, TypeError) as err:
                 raise InputError(f"{self.path}: bad [[ap]] entry {entry!r:.80} ({err})") from None
             aps[ap.ssid] = ap
-        return aps
+        adverts: dict[str, BleAdvert] = {}
+        for entry in data.get("ble", []):
+            try:
+                advert = BleAdvert(**{k: str(v) for k, v in entry.items()})
+            except TypeError as err:
+                raise InputError(f"{self.path}: bad [[ble]] entry {entry!r:.80} ({err})") from None
+            adverts[advert.name] = advert
+        return aps, adverts
 
     def access_points(self) -> list[AccessPoint]:
         return sorted(self._aps.values(), key=lambda ap: (-ap.rssi, ap.ssid))
 
     def find(self, ssid: str) -> AccessPoint | None:
         return self._aps.get(ssid)
+
+    def adverts(self) -> list[BleAdvert]:
+        return sorted(self._adverts.values(), key=lambda a: a.name)
+
+    def find_advert(self, name: str) -> BleAdvert | None:
+        return self._adverts.get(name)
+
+    def advertise(self, advert: BleAdvert) -> None:
+        """Start advertising; another device's advert of the same name is refused."""
+        with self._change():
+            current = self._adverts.get(advert.name)
+            if current is not None and current.device != advert.device:
+                raise InputError(f"BLE name {advert.name!r} is advertised by {current.device!r}")
+            self._adverts[advert.name] = advert
+
+    def withdraw(self, name: str, device: str) -> None:
+        with self._change():
+            current = self._adverts.get(name)
+            if current is not None and current.device == device:
+                del self._adverts[name]
 
     # -- changing ----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -244,6 +297,8 @@ class RadioWorld:
             return
         text = "# The radio world: access points in range of every virtual device.\n\n"
         text += "\n".join(ap.to_toml() for ap in self._aps.values())
+        if self._adverts:
+            text += "\n" + "\n".join(ad.to_toml() for ad in self._adverts.values())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".world-")
         with os.fdopen(fd, "w") as out:

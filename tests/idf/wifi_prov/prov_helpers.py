@@ -13,7 +13,7 @@ from typing import Any
 from jumpstart.host.app_build import build_app_image
 from jumpstart.idf.device import Device
 from jumpstart.idf.efuse import VirtualEfuse
-from jumpstart.idf.radio import AccessPoint, RadioWorld
+from jumpstart.idf.radio import AccessPoint, BleAdvert, RadioWorld
 from tests.idf.device_helpers import APPS, outlet_flash
 
 MAC = bytes.fromhex("240ac4ce03c0")
@@ -34,6 +34,9 @@ class Outlet:
 
     def softap(self) -> AccessPoint | None:
         return self.world.find(SERVICE)
+
+    def advert(self) -> BleAdvert | None:
+        return self.world.find_advert(SERVICE)
 
     def endpoint(self) -> str:
         ap = self.softap()

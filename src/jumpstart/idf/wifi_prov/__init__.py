@@ -9,7 +9,7 @@ from jumpstart.idf.wifi_prov.manager import (
     WifiProvEvent,
     WifiProvManager,
 )
-from jumpstart.idf.wifi_prov.scheme import ProvScheme, SchemeSoftAP
+from jumpstart.idf.wifi_prov.scheme import ProvScheme, SchemeBle, SchemeSoftAP
 
 __all__ = [
     "ConnectedInfo",
@@ -17,6 +17,7 @@ __all__ = [
     "ProvConfig",
     "ProvScheme",
     "ProvState",
+    "SchemeBle",
     "SchemeSoftAP",
     "StaState",
     "WifiProvEvent",

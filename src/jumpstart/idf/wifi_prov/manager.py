@@ -253,7 +253,15 @@ class WifiProvManager:
             self.events.register(IpEvent.STA_GOT_IP, self._on_wifi),
         ]
         try:
-            await self.config.scheme.start(pc, wifi, self.log, service_name, service_key)
+            names = [
+                ENDPOINT_CTRL,
+                ENDPOINT_SCAN,
+                ENDPOINT_SESSION,
+                ENDPOINT_CONFIG,
+                ENDPOINT_VERSION,
+                *self._custom,
+            ]
+            await self.config.scheme.start(pc, wifi, self.log, service_name, service_key, names)
         except BaseException:
             await self._teardown()
             raise

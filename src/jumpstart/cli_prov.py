@@ -1,0 +1,228 @@
+"""``jumpstart prov``: provision a device the way Espressif's ``esp_prov`` does.
+
+``--service_name`` is a SoftAP SSID or BLE device name from the radio world (the client joins
+the SoftAP first), or a ``host:port`` to talk to directly. Without ``--ssid`` the device scans
+and a network is picked interactively.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from jumpstart.errors import InputError
+from jumpstart.host.device_home import JumpstartHome
+from jumpstart.host.prov_client import ProvOptions, ScanResult, provision
+from jumpstart.host.prov_transport import HttpTransport, ProvTransport
+from jumpstart.idf.efuse import format_mac, random_mac
+from jumpstart.idf.protocomm.srp6a import random_salt, verifier
+from jumpstart.idf.radio import RadioWorld
+
+prov_app = typer.Typer(
+    help="Provision a device's Wi-Fi (esp_prov's flags).", invoke_without_command=True
+)
+
+TRANSPORTS = ("softap", "httpd", "ble")
+
+
+def _world() -> RadioWorld:
+    return RadioWorld(JumpstartHome().world_path)
+
+
+def _softap_candidates(world: RadioWorld) -> list[str]:
+    return [ap.ssid for ap in world.access_points() if ap.device and ap.endpoint]
+
+
+class _JoinedSoftAP(ProvTransport):
+    """Join the device's SoftAP as a station, talk HTTP to its endpoint, leave when done."""
+
+    def __init__(self, world: RadioWorld, ssid: str, password: str) -> None:
+        self.world = world
+        self.ssid = ssid
+        self.mac = format_mac(random_mac())
+        ap = world.join(ssid, self.mac, password)
+        if ap.endpoint is None:
+            world.leave(ssid, self.mac)
+            raise InputError(f"{ssid!r} has no provisioning service running")
+        self.http = HttpTransport(ap.endpoint)
+
+    def send(self, endpoint: str, data: bytes) -> bytes:
+        return self.http.send(endpoint, data)
+
+    def close(self) -> None:
+        self.http.close()
+        self.world.leave(self.ssid, self.mac)
+
+
+def open_transport(transport: str, service_name: str | None, ap_password: str) -> ProvTransport:
+    """The transport to the named device (see the module docstring)."""
+    if transport not in TRANSPORTS:
+        raise InputError(f"transport {transport!r} is not one of {', '.join(TRANSPORTS)}")
+    if transport == "ble":
+        from jumpstart.host.prov_ble import open_ble  # noqa: PLC0415
+
+        return open_ble(_world(), service_name)
+    if service_name and ":" in service_name:
+        return HttpTransport(service_name)
+    world = _world()
+    if service_name is None:
+        candidates = _softap_candidates(world)
+        if len(candidates) != 1:
+            found = ", ".join(candidates) or "none"
+            raise InputError(f"pass --service_name: devices offering SoftAP provisioning: {found}")
+        service_name = candidates[0]
+    return _JoinedSoftAP(world, service_name, ap_password)
+
+
+def _pick(results: list[ScanResult]) -> tuple[str, str]:
+    if not results:
+        raise InputError("the device found no Wi-Fi networks; pass --ssid")
+    print("++++ Scan results ++++")
+    print(f"S.N. {'SSID':<32} {'BSSID':<12} {'CHN':>3} {'RSSI':>4} AUTH")
+    for n, r in enumerate(results, 1):
+        print(f"[{n:>2}] {r.ssid:<32} {r.bssid:<12} {r.channel:>3} {r.rssi:>4} {r.auth}")
+    while True:
+        choice = input(f"Select AP by number (0 to rescan, 1..{len(results)}): ").strip()
+        if choice.isdigit() and 1 <= int(choice) <= len(results):
+            ap = results[int(choice) - 1]
+            password = "" if ap.auth == "Open" else getpass.getpass(f"Passphrase for {ap.ssid}: ")
+            return ap.ssid, password
+
+
+def _apply_qr(text: str, values: dict[str, Any]) -> None:
+    try:
+        qr = json.loads(text)
+    except ValueError as err:
+        raise InputError(f"--qr is not JSON: {err}") from None
+    if not isinstance(qr, dict) or qr.get("ver") != "v1" or "name" not in qr:
+        raise InputError('--qr needs the apps\' payload: {"ver":"v1","name":...,"transport":...}')
+    values["service_name"] = values["service_name"] or qr["name"]
+    values["transport"] = qr.get("transport", values["transport"])
+    for key, field in (("pop", "pop"), ("username", "sec2_username"), ("password", "ap_password")):
+        if key in qr and not values.get(field):
+            values[field] = str(qr[key])
+    if "security" in qr and values["sec_ver"] is None:
+        values["sec_ver"] = int(qr["security"])
+
+
+@prov_app.callback()
+def prov(
+    ctx: typer.Context,
+    transport: Annotated[str, typer.Option("--transport", help="softap (httpd) or ble")] = "softap",
+    service_name: Annotated[
+        str | None,
+        typer.Option("--service_name", "--service-name", help="SSID / BLE name, or host:port"),
+    ] = None,
+    sec_ver: Annotated[
+        int | None, typer.Option("--sec_ver", "--sec-ver", help="0, 1 or 2 (default: 0 or 1)")
+    ] = None,
+    pop: Annotated[str | None, typer.Option("--pop", help="Security 1 proof of possession")] = None,
+    sec2_username: Annotated[
+        str, typer.Option("--sec2_username", "--sec2-username", help="Security 2 user")
+    ] = "wifiprov",
+    sec2_pwd: Annotated[
+        str | None, typer.Option("--sec2_pwd", "--sec2-pwd", help="Security 2 password")
+    ] = None,
+    ssid: Annotated[str | None, typer.Option("--ssid", help="Wi-Fi network (none: scan)")] = None,
+    passphrase: Annotated[str | None, typer.Option("--passphrase", help="Wi-Fi password")] = None,
+    custom_data: Annotated[
+        str | None, typer.Option("--custom_data", "--custom-data", help="Send to custom-data")
+    ] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Reset after a failed attempt")] = False,
+    reprov: Annotated[bool, typer.Option("--reprov", help="Re-provision a device")] = False,
+    proto_ver: Annotated[
+        str | None, typer.Option("--proto_ver", "--proto-ver", help="Expected prov.ver")
+    ] = None,
+    qr: Annotated[
+        str | None, typer.Option("--qr", help="The QR payload JSON the device printed")
+    ] = None,
+    ap_password: Annotated[
+        str, typer.Option("--softap_password", help="The provisioning SoftAP's passphrase")
+    ] = "",
+    poll_interval: Annotated[
+        float, typer.Option("--poll_interval", help="Seconds between status polls")
+    ] = 5.0,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Print timings")] = False,
+) -> None:
+    """Provision a device: session, Wi-Fi credentials, wait until it is connected."""
+    if ctx.invoked_subcommand is not None:
+        return
+    values: dict[str, Any] = {
+        "transport": transport,
+        "service_name": service_name,
+        "sec_ver": sec_ver,
+        "pop": pop,
+        "sec2_username": sec2_username,
+        "ap_password": ap_password,
+    }
+    if qr is not None:
+        _apply_qr(qr, values)
+    kind = "softap" if values["transport"] == "httpd" else values["transport"]
+    interactive = sys.stdin.isatty()
+    options = ProvOptions(
+        transport=kind,
+        sec_ver=values["sec_ver"],
+        pop=values["pop"],
+        sec2_username=values["sec2_username"],
+        sec2_password=sec2_pwd,
+        ssid=ssid,
+        passphrase=passphrase,
+        custom_data=custom_data,
+        reset=reset,
+        reprov=reprov,
+        proto_ver=proto_ver,
+        poll_interval_s=poll_interval,
+        pick_ap=_pick if interactive else None,
+        ask=getpass.getpass if interactive else None,
+    )
+    link = open_transport(kind, values["service_name"], values["ap_password"])
+    try:
+        ok = provision(link, options, print)
+    finally:
+        link.close()
+    if verbose:
+        for step, seconds in options.timings.items():
+            print(f"  {step}: {seconds * 1000:.1f} ms")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@prov_app.command("list")
+def prov_list() -> None:
+    """Devices offering provisioning in the radio world."""
+    world = _world()
+    found = False
+    for ap in world.access_points():
+        if ap.device and ap.endpoint:
+            found = True
+            print(f"{ap.ssid:<32} softap  {ap.auth.value:<9} device {ap.device}")
+    for advert in world.adverts():
+        found = True
+        print(f"{advert.name:<32} ble     {advert.service_uuid}  device {advert.device}")
+    if not found:
+        print("no device is offering provisioning")
+
+
+@prov_app.command("sec2-credentials")
+def sec2_credentials(
+    username: Annotated[str, typer.Option("--username", help="Security 2 user name")],
+    password: Annotated[str, typer.Option("--password", help="Security 2 password")],
+    salt_len: Annotated[int, typer.Option("--salt_len", "--salt-len", help="Salt bytes")] = 16,
+    salt: Annotated[str | None, typer.Option("--salt", help="Use this salt (hex)")] = None,
+) -> None:
+    """Print a salt and the verifier a device stores for USERNAME/PASSWORD."""
+    if salt is not None:
+        try:
+            salt_bytes = bytes.fromhex(salt)
+        except ValueError:
+            raise InputError(f"--salt {salt!r} is not hex") from None
+    else:
+        if not 4 <= salt_len <= 64:
+            raise InputError("--salt_len is 4..64 bytes")
+        salt_bytes = random_salt(salt_len)
+    print(f"salt: {salt_bytes.hex()}")
+    print(f"verifier: {verifier(username.encode(), password.encode(), salt_bytes).hex()}")
