@@ -14,6 +14,7 @@ from esptool.bin_image import LoadFirmwareImage
 
 import device as device_benchmarks  # benchmarks/device.py
 import nvs as nvs_benchmarks  # benchmarks/nvs.py
+import provisioning as provisioning_benchmarks  # benchmarks/provisioning.py
 from jumpstart.formats.app_image import AppImage
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.image_tools import image_build
@@ -56,3 +57,4 @@ if __name__ == "__main__":
     bench_image_parse_verify()
     nvs_benchmarks.main()
     device_benchmarks.main()
+    provisioning_benchmarks.main()
