@@ -133,5 +133,13 @@ async def app_main(ctx: AppContext) -> None:
     name = service_name(ctx)
     security, pop = security_scheme(ctx)
     key = str(ctx.config["prov_service_key"]) or None
+    # An optional endpoint for application data sent during provisioning (any format).
+    manager.endpoint_create("custom-data")
     await manager.start_provisioning(security, name, key)
+
+    def custom_data(_session: int, data: bytes) -> bytes:
+        ctx.log.i(TAG, f"Received data: {data.decode(errors='replace')}")
+        return b"SUCCESS\0"
+
+    manager.endpoint_register("custom-data", custom_data)
     print_qr(ctx, name, pop, transport)

@@ -64,10 +64,16 @@ async def wait_until(check: Callable[[], Any], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+FCTRY_OFFSET = 0x340000
+
+
 @contextlib.asynccontextmanager
-async def running_outlet(**config: Any) -> AsyncIterator[Outlet]:
+async def running_outlet(factory: bytes | None = None, **config: Any) -> AsyncIterator[Outlet]:
+    """``factory``: an NVS image written to the ``fctry`` partition first."""
     world = RadioWorld(None, [HOME, OTHER])
     flash = outlet_flash(ota_0=app_image(**config))
+    if factory is not None:
+        flash.write(FCTRY_OFFSET, factory)
     outlet = Outlet(None, world)  # type: ignore[arg-type]
     outlet.device = Device(
         "outlet", flash, VirtualEfuse(MAC), console=outlet.lines.append, world=world
