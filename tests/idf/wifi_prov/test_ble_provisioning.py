@@ -91,6 +91,7 @@ def test_ble_discovery_names_endpoints_by_user_description() -> None:
                 "prov-session",
                 "prov-config",
                 "proto-ver",
+                "custom-data",  # created before start: its characteristic exists from the start
             }
 
     asyncio.run(main())
@@ -130,7 +131,7 @@ def test_ble_long_values_use_prepared_writes_and_blob_reads() -> None:
                 try:
                     link.send("prov-session", bytes.fromhex("5203a20100"))
                     with pytest.raises(TransportError, match="no endpoint"):
-                        link.send("custom-data", b"x")
+                        link.send("no-such-endpoint", b"x")
                     return link.send("proto-ver", b"E" * 500)
                 finally:
                     link.close()
