@@ -141,7 +141,7 @@ def test_scan_lists_aps_that_are_up_strongest_first() -> None:
         ]
     )
     wifi = Wifi(world, EventLoop(), EspLog(lambda: 0, lambda _: None), MAC)
-    assert [ap["ssid"] for ap in wifi.scan()] == ["near", "far"]
+    assert [ap.ssid for ap in wifi.scan()] == ["near", "far"]
 
 
 def test_world_file_round_trip_and_errors(tmp_path: Any) -> None:

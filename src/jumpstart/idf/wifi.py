@@ -31,6 +31,7 @@ from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 
 __all__ = [
     "ApConfig",
+    "ApRecord",
     "ApStation",
     "GotIp",
     "IpEvent",
@@ -115,6 +116,17 @@ class ApConfig:
     @property
     def auth(self) -> AuthMode:
         return AuthMode.WPA2_PSK if self.password else AuthMode.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class ApRecord:
+    """``wifi_ap_record_t``: one scan result."""
+
+    ssid: str
+    bssid: str
+    channel: int
+    rssi: int
+    authmode: AuthMode
 
 
 @dataclass(frozen=True)
@@ -330,17 +342,11 @@ class Wifi:
         elif self.mode is WifiMode.AP:
             self.mode = WifiMode.NULL
 
-    def scan(self) -> list[dict[str, object]]:
+    def scan(self) -> list[ApRecord]:
         """``esp_wifi_scan_start`` + ``get_ap_records``: the APs that are up, strongest first."""
         self._reload_world()
         return [
-            {
-                "ssid": ap.ssid,
-                "bssid": ap.bssid,
-                "rssi": ap.rssi,
-                "channel": ap.channel,
-                "authmode": ap.auth.value,
-            }
+            ApRecord(ap.ssid, ap.bssid, ap.channel, ap.rssi, ap.auth)
             for ap in self.world.access_points()
             if ap.up and ap.device != self.device
         ]

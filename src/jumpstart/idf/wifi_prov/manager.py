@@ -28,8 +28,10 @@ from jumpstart.idf.event import EventLoop, RegisteredHandler
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.protocomm.protocomm import Protocomm, RequestHandler
 from jumpstart.idf.protocomm.security import SecurityScheme
+from jumpstart.idf.radio import AuthMode
 from jumpstart.idf.timer import EspTimer, TimerService
 from jumpstart.idf.wifi import (
+    ApRecord,
     GotIp,
     IpEvent,
     StaConfig,
@@ -48,7 +50,6 @@ __all__ = [
     "FailReason",
     "ProvConfig",
     "ProvState",
-    "ScanEntry",
     "StaState",
     "WifiProvEvent",
     "WifiProvManager",
@@ -109,19 +110,10 @@ class WifiProvEvent(Enum):
 @dataclass(frozen=True, slots=True)
 class ConnectedInfo:
     ip4_addr: str
-    auth_mode: str
+    auth_mode: AuthMode
     ssid: str
     bssid: str
     channel: int
-
-
-@dataclass(frozen=True, slots=True)
-class ScanEntry:
-    ssid: str
-    bssid: str
-    channel: int
-    rssi: int
-    auth: str
 
 
 @dataclass
@@ -169,7 +161,7 @@ class WifiProvManager:
         self.protocomm: Protocomm | None = None
         self.security: SecurityScheme | None = None
         self.pending: StaConfig | None = None
-        self.scan_results: list[ScanEntry] = []
+        self.scan_results: list[ApRecord] = []
         self.scan_finished = False
         self._custom: dict[str, RequestHandler | None] = {}
         self._handlers: list[RegisteredHandler] = []
@@ -354,19 +346,9 @@ class WifiProvManager:
         return True
 
     def scan(self) -> None:
-        raw = self.wifi.scan()
-        entries = [
-            ScanEntry(
-                str(ap["ssid"]),
-                str(ap["bssid"]),
-                int(str(ap["channel"])),
-                int(str(ap["rssi"])),
-                str(ap["authmode"]),
-            )
-            for ap in raw
-        ]
-        entries.sort(key=lambda e: -e.rssi)
-        self.scan_results = entries[: self.config.scan_max_entries]
+        """Scan now; keep the strongest ``scan_max_entries`` APs, strongest first."""
+        records = sorted(self.wifi.scan(), key=lambda ap: -ap.rssi)
+        self.scan_results = records[: self.config.scan_max_entries]
         self.scan_finished = True
 
     # -- internals -------------------------------------------------------------------
@@ -395,7 +377,7 @@ class WifiProvManager:
             self.sta_state = StaState.CONNECTED
             self.connected = ConnectedInfo(
                 data.ip,
-                station.authmode.value if station else "OPEN",
+                station.authmode if station else AuthMode.OPEN,
                 station.ssid if station else "",
                 station.bssid if station else "00:00:00:00:00:00",
                 station.channel if station else 0,
