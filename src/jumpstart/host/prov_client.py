@@ -11,9 +11,9 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from jumpstart.errors import InputError
 from jumpstart.host.prov_transport import ProvTransport, TransportError
@@ -24,6 +24,7 @@ from jumpstart.idf.protocomm import (
     SecurityClient,
     SessionError,
 )
+from jumpstart.idf.protocomm.security import parse_message
 from jumpstart.idf.wifi_prov.proto import (
     wifi_config_pb2,
     wifi_constants_pb2,
@@ -32,7 +33,6 @@ from jumpstart.idf.wifi_prov.proto import (
 )
 
 __all__ = [
-    "AUTH_NAMES",
     "ProvClient",
     "ProvError",
     "ProvOptions",
@@ -42,16 +42,6 @@ __all__ = [
     "provision",
 ]
 
-AUTH_NAMES = [
-    "Open",
-    "WEP",
-    "WPA_PSK",
-    "WPA2_PSK",
-    "WPA_WPA2_PSK",
-    "WPA2_ENTERPRISE",
-    "WPA3_PSK",
-    "WPA2_WPA3_PSK",
-]
 # esp_prov fetches scan results in chunks: BLE values are small.
 SCAN_CHUNK = {"softap": 100, "ble": 4}
 SCAN_GROUP_CHANNELS = {"softap": 5, "ble": 0}
@@ -80,17 +70,6 @@ class WifiStatus:
     ssid: str | None = None
 
 
-M = TypeVar("M", bound=Message)
-
-
-def _parse(message: M, data: bytes) -> M:
-    try:
-        message.ParseFromString(data)
-    except DecodeError as err:
-        raise ProvError(f"device sent a malformed {type(message).__name__}: {err}") from None
-    return message
-
-
 class ProvClient:
     """One provisioning session with one device."""
 
@@ -113,10 +92,9 @@ class ProvClient:
         sealed = self.security.encrypt(request.SerializeToString())
         answer = self.transport.send(endpoint, sealed)
         try:
-            plain = self.security.decrypt(answer)
+            return parse_message(reply, self.security.decrypt(answer))
         except SessionError as err:
             raise ProvError(f"{endpoint}: {err}") from None
-        return _parse(reply, plain)
 
     def custom_data(self, data: bytes, endpoint: str = "custom-data") -> bytes:
         answer = self.transport.send(endpoint, self.security.encrypt(data))
@@ -138,7 +116,10 @@ class ProvClient:
             request.cmd_scan_result.start_index = len(results)
             request.cmd_scan_result.count = min(chunk, count - len(results))
             for entry in self._scan_call(request).resp_scan_result.entries:
-                auth = AUTH_NAMES[entry.auth] if 0 <= entry.auth < len(AUTH_NAMES) else "?"
+                try:
+                    auth = wifi_constants_pb2.WifiAuthMode.Name(entry.auth)
+                except ValueError:
+                    auth = "?"
                 results.append(
                     ScanResult(
                         entry.ssid.decode("latin-1").rstrip("\0"),

@@ -10,9 +10,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from enum import Enum, auto
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from jumpstart.errors import InputError
 from jumpstart.idf.protocomm.proto import session_pb2
@@ -22,6 +22,7 @@ __all__ = [
     "SecurityEvent",
     "SecurityScheme",
     "SessionError",
+    "parse_message",
     "parse_session_data",
 ]
 
@@ -41,13 +42,21 @@ class SecurityEvent(Enum):
 EventSink = Callable[[SecurityEvent, int], None]
 
 
-def parse_session_data(data: bytes, version: int, case: str) -> session_pb2.SessionData:
-    """Decode a ``SessionData`` and insist on this scheme's version and payload."""
-    message = session_pb2.SessionData()
+M = TypeVar("M", bound=Message)
+
+
+def parse_message(message: M, data: bytes) -> M:
+    """Decode ``data`` into ``message``; undecodable bytes are a SessionError."""
     try:
         message.ParseFromString(data)
     except DecodeError as err:
-        raise SessionError(f"malformed SessionData: {err}") from None
+        raise SessionError(f"malformed {type(message).__name__}: {err}") from None
+    return message
+
+
+def parse_session_data(data: bytes, version: int, case: str) -> session_pb2.SessionData:
+    """Decode a ``SessionData`` and insist on this scheme's version and payload."""
+    message = parse_message(session_pb2.SessionData(), data)
     if message.sec_ver != version:
         raise SessionError(f"session uses security {message.sec_ver}, device has {version}")
     if message.WhichOneof("proto") != case:

@@ -9,13 +9,11 @@ Responses use ``msg`` = request ``msg`` + 1. A malformed or unknown command rais
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-from google.protobuf.message import DecodeError, Message
-
+from jumpstart.idf.efuse import parse_mac
 from jumpstart.idf.protocomm.proto import constants_pb2
 from jumpstart.idf.protocomm.protocomm import RequestHandler
-from jumpstart.idf.protocomm.security import SessionError
+from jumpstart.idf.protocomm.security import SessionError, parse_message
+from jumpstart.idf.radio import AuthMode
 from jumpstart.idf.wifi_prov.manager import StaState, WifiProvManager
 from jumpstart.idf.wifi_prov.proto import (
     wifi_config_pb2,
@@ -26,37 +24,21 @@ from jumpstart.idf.wifi_prov.proto import (
 
 __all__ = ["AUTH_MODES", "config_handler", "ctrl_handler", "scan_handler"]
 
-# WifiAuthMode values; anything else would crash esp_prov's name table, so it is never sent.
+# Every radio auth mode as a WifiAuthMode (0..7: a larger value would crash esp_prov).
 AUTH_MODES = {
-    "OPEN": wifi_constants_pb2.Open,
-    "WEP": wifi_constants_pb2.WEP,
-    "WPA_PSK": wifi_constants_pb2.WPA_PSK,
-    "WPA2_PSK": wifi_constants_pb2.WPA2_PSK,
-    "WPA_WPA2_PSK": wifi_constants_pb2.WPA_WPA2_PSK,
-    "WPA2_ENTERPRISE": wifi_constants_pb2.WPA2_ENTERPRISE,
-    "WPA3_PSK": wifi_constants_pb2.WPA3_PSK,
-    "WPA2_WPA3_PSK": wifi_constants_pb2.WPA2_WPA3_PSK,
+    AuthMode.OPEN: wifi_constants_pb2.Open,
+    AuthMode.WEP: wifi_constants_pb2.WEP,
+    AuthMode.WPA_PSK: wifi_constants_pb2.WPA_PSK,
+    AuthMode.WPA2_PSK: wifi_constants_pb2.WPA2_PSK,
+    AuthMode.WPA_WPA2_PSK: wifi_constants_pb2.WPA_WPA2_PSK,
+    AuthMode.WPA3_PSK: wifi_constants_pb2.WPA3_PSK,
+    AuthMode.WPA2_WPA3_PSK: wifi_constants_pb2.WPA2_WPA3_PSK,
 }
-
-
-M = TypeVar("M", bound=Message)
-
-
-def _parse(message: M, data: bytes) -> M:
-    try:
-        message.ParseFromString(data)
-    except DecodeError as err:
-        raise SessionError(f"malformed {type(message).__name__}: {err}") from None
-    return message
-
-
-def _mac(text: str) -> bytes:
-    return bytes(int(part, 16) for part in text.split(":"))
 
 
 def config_handler(manager: WifiProvManager) -> RequestHandler:
     def handle(_session: int, data: bytes) -> bytes:
-        request = _parse(wifi_config_pb2.WiFiConfigPayload(), data)
+        request = parse_message(wifi_config_pb2.WiFiConfigPayload(), data)
         reply = wifi_config_pb2.WiFiConfigPayload()
         if request.msg == wifi_config_pb2.TypeCmdGetStatus:
             reply.msg = wifi_config_pb2.TypeRespGetStatus
@@ -90,9 +72,9 @@ def _status(manager: WifiProvManager, out: wifi_config_pb2.RespGetStatus) -> Non
         info = manager.connected
         out.sta_state = wifi_constants_pb2.Connected
         out.connected.ip4_addr = info.ip4_addr
-        out.connected.auth_mode = AUTH_MODES.get(info.auth_mode, wifi_constants_pb2.Open)
+        out.connected.auth_mode = AUTH_MODES[info.auth_mode]
         out.connected.ssid = info.ssid.encode()
-        out.connected.bssid = _mac(info.bssid)
+        out.connected.bssid = parse_mac(info.bssid)
         out.connected.channel = info.channel
         manager.status_reported()
     elif state is StaState.DISCONNECTED:
@@ -108,7 +90,7 @@ def _status(manager: WifiProvManager, out: wifi_config_pb2.RespGetStatus) -> Non
 
 def scan_handler(manager: WifiProvManager) -> RequestHandler:
     def handle(_session: int, data: bytes) -> bytes:
-        request = _parse(wifi_scan_pb2.WiFiScanPayload(), data)
+        request = parse_message(wifi_scan_pb2.WiFiScanPayload(), data)
         reply = wifi_scan_pb2.WiFiScanPayload(status=constants_pb2.Success)
         case = request.WhichOneof("payload")
         if request.msg == wifi_scan_pb2.TypeCmdScanStart:
@@ -151,13 +133,13 @@ def _results(
         entry.ssid = ap.ssid.encode()
         entry.channel = ap.channel
         entry.rssi = ap.rssi
-        entry.bssid = _mac(ap.bssid)
-        entry.auth = AUTH_MODES.get(ap.auth, wifi_constants_pb2.Open)
+        entry.bssid = parse_mac(ap.bssid)
+        entry.auth = AUTH_MODES[ap.authmode]
 
 
 def ctrl_handler(manager: WifiProvManager) -> RequestHandler:
     def handle(_session: int, data: bytes) -> bytes:
-        request = _parse(wifi_ctrl_pb2.WiFiCtrlPayload(), data)
+        request = parse_message(wifi_ctrl_pb2.WiFiCtrlPayload(), data)
         reply = wifi_ctrl_pb2.WiFiCtrlPayload()
         if request.msg == wifi_ctrl_pb2.TypeCmdCtrlReset:
             ok = manager.reset_on_failure()
