@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum, auto
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -18,6 +19,9 @@ from jumpstart.errors import InputError
 from jumpstart.idf.protocomm.proto import session_pb2
 
 __all__ = [
+    "HandshakeScheme",
+    "HandshakeSession",
+    "HandshakeState",
     "SecurityClient",
     "SecurityEvent",
     "SecurityScheme",
@@ -100,6 +104,44 @@ class SecurityScheme(ABC):
 
     @abstractmethod
     def decrypt(self, session_id: int, data: bytes) -> bytes: ...
+
+
+class HandshakeState(Enum):
+    """Where a two-round-trip handshake (Security 1 and 2) stands."""
+
+    WAIT_CMD0 = auto()
+    WAIT_CMD1 = auto()
+    ESTABLISHED = auto()
+
+
+@dataclass(slots=True)
+class HandshakeSession:
+    id: int
+    state: HandshakeState = HandshakeState.WAIT_CMD0
+
+
+SessionT = TypeVar("SessionT", bound=HandshakeSession)
+
+
+class HandshakeScheme(SecurityScheme, Generic[SessionT]):
+    """A scheme holding one live ``SessionT``; a new transport session replaces it."""
+
+    def __init__(self, session_type: type[SessionT]) -> None:
+        super().__init__()
+        self._session_type = session_type
+        self._session: SessionT | None = None
+
+    def new_session(self, session_id: int) -> None:
+        self._session = self._session_type(session_id)
+
+    def close_session(self, session_id: int) -> None:
+        if self._session is not None and self._session.id == session_id:
+            self._session = None
+
+    def _current(self, session_id: int) -> SessionT:
+        if self._session is None or self._session.id != session_id:
+            raise SessionError(f"no security session {session_id}")
+        return self._session
 
 
 class SecurityClient(ABC):

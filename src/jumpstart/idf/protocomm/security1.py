@@ -13,16 +13,17 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum, auto
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from jumpstart.idf.protocomm.proto import constants_pb2, sec1_pb2, session_pb2
 from jumpstart.idf.protocomm.security import (
+    HandshakeScheme,
+    HandshakeSession,
+    HandshakeState,
     SecurityClient,
     SecurityEvent,
-    SecurityScheme,
     SessionError,
     parse_session_data,
 )
@@ -51,46 +52,25 @@ def _public_bytes(private: X25519PrivateKey) -> bytes:
     return private.public_key().public_bytes_raw()
 
 
-class _State(Enum):
-    WAIT_CMD0 = auto()
-    WAIT_CMD1 = auto()
-    ESTABLISHED = auto()
-
-
 @dataclass(slots=True)
-class _Session:
-    id: int
-    state: _State = _State.WAIT_CMD0
+class _Session(HandshakeSession):
     stream: CipherContext | None = None
     client_public: bytes = b""
     device_public: bytes = b""
 
 
-class Security1(SecurityScheme):
+class Security1(HandshakeScheme[_Session]):
     """Device side. ``pop`` empty means no proof of possession (capability ``no_pop``)."""
 
     version = 1
 
     def __init__(self, pop: bytes = b"", random: RandomSource = secrets.token_bytes) -> None:
-        super().__init__()
+        super().__init__(_Session)
         self.pop = pop
         self._random = random
-        self._session: _Session | None = None
 
     def capabilities(self) -> list[str]:
         return [] if self.pop else ["no_pop"]
-
-    def new_session(self, session_id: int) -> None:
-        self._session = _Session(session_id)
-
-    def close_session(self, session_id: int) -> None:
-        if self._session is not None and self._session.id == session_id:
-            self._session = None
-
-    def _current(self, session_id: int) -> _Session:
-        if self._session is None or self._session.id != session_id:
-            raise SessionError(f"no security session {session_id}")
-        return self._session
 
     def handle(self, session_id: int, data: bytes) -> bytes:
         session = self._current(session_id)
@@ -114,7 +94,7 @@ class Security1(SecurityScheme):
             self._event(SecurityEvent.INVALID_SECURITY_PARAMS, session.id)
             raise SessionError(f"unusable client public key: {err}") from None
         device_random = self._random(RANDOM_BYTES)
-        session.state = _State.WAIT_CMD1
+        session.state = HandshakeState.WAIT_CMD1
         session.stream = _ctr(session_key(shared, self.pop), device_random)
         session.client_public = client_public
         session.device_public = _public_bytes(private)
@@ -126,18 +106,18 @@ class Security1(SecurityScheme):
         return reply.SerializeToString()
 
     def _command1(self, session: _Session, client_verify: bytes) -> bytes:
-        if session.state is not _State.WAIT_CMD1 or session.stream is None:
+        if session.state is not HandshakeState.WAIT_CMD1 or session.stream is None:
             raise SessionError("Session_Command1 before Session_Command0")
         if len(client_verify) != KEY_BYTES:
             self._event(SecurityEvent.INVALID_SECURITY_PARAMS, session.id)
             raise SessionError(f"client verifier of {len(client_verify)} bytes, not 32")
         if not hmac.compare_digest(session.stream.update(client_verify), session.device_public):
             # The stream has moved on; only a new Command0 can start over.
-            session.state, session.stream = _State.WAIT_CMD0, None
+            session.state, session.stream = HandshakeState.WAIT_CMD0, None
             self._event(SecurityEvent.CREDENTIALS_MISMATCH, session.id)
             raise SessionError("client verifier does not match: wrong proof of possession")
         device_verify = session.stream.update(session.client_public)
-        session.state = _State.ESTABLISHED
+        session.state = HandshakeState.ESTABLISHED
         self._event(SecurityEvent.SETUP_OK, session.id)
         reply = session_pb2.SessionData(sec_ver=session_pb2.SecScheme1)
         reply.sec1.msg = sec1_pb2.Session_Response1
@@ -147,7 +127,7 @@ class Security1(SecurityScheme):
 
     def _stream(self, session_id: int) -> CipherContext:
         session = self._current(session_id)
-        if session.state is not _State.ESTABLISHED or session.stream is None:
+        if session.state is not HandshakeState.ESTABLISHED or session.stream is None:
             raise SessionError("secure session not established")
         return session.stream
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum, auto
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,9 +19,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jumpstart.errors import InputError
 from jumpstart.idf.protocomm.proto import constants_pb2, sec2_pb2, session_pb2
 from jumpstart.idf.protocomm.security import (
+    HandshakeScheme,
+    HandshakeSession,
+    HandshakeState,
     SecurityClient,
     SecurityEvent,
-    SecurityScheme,
     SessionError,
     parse_session_data,
 )
@@ -78,21 +79,13 @@ class GcmChannel:
         return plain
 
 
-class _State(Enum):
-    WAIT_CMD0 = auto()
-    WAIT_CMD1 = auto()
-    ESTABLISHED = auto()
-
-
 @dataclass(slots=True)
-class _Session:
-    id: int
-    state: _State = _State.WAIT_CMD0
+class _Session(HandshakeSession):
     srp: SrpServer | None = None
     channel: GcmChannel | None = None
 
 
-class Security2(SecurityScheme):
+class Security2(HandshakeScheme[_Session]):
     """Device side, from the salt and verifier made at the factory."""
 
     version = 2
@@ -104,7 +97,7 @@ class Security2(SecurityScheme):
         patch_version: int = 1,
         random: RandomSource = secrets.token_bytes,
     ) -> None:
-        super().__init__()
+        super().__init__(_Session)
         if patch_version not in (0, 1):
             raise ValueError(f"sec_patch_ver {patch_version} (0 or 1)")
         if not salt or len(verifier) != GROUP_BYTES:
@@ -113,23 +106,10 @@ class Security2(SecurityScheme):
         self.verifier = verifier
         self._patch_version = patch_version
         self._random = random
-        self._session: _Session | None = None
 
     @property
     def patch_version(self) -> int:
         return self._patch_version
-
-    def new_session(self, session_id: int) -> None:
-        self._session = _Session(session_id)
-
-    def close_session(self, session_id: int) -> None:
-        if self._session is not None and self._session.id == session_id:
-            self._session = None
-
-    def _current(self, session_id: int) -> _Session:
-        if self._session is None or self._session.id != session_id:
-            raise SessionError(f"no security session {session_id}")
-        return self._session
 
     def handle(self, session_id: int, data: bytes) -> bytes:
         session = self._current(session_id)
@@ -148,7 +128,7 @@ class Security2(SecurityScheme):
         except InputError as err:
             self._event(SecurityEvent.INVALID_SECURITY_PARAMS, session.id)
             raise SessionError(str(err)) from None
-        session.state, session.srp, session.channel = _State.WAIT_CMD1, srp, None
+        session.state, session.srp, session.channel = HandshakeState.WAIT_CMD1, srp, None
         reply = session_pb2.SessionData(sec_ver=session_pb2.SecScheme2)
         reply.sec2.msg = sec2_pb2.S2Session_Response0
         reply.sec2.sr0.status = constants_pb2.Success
@@ -157,7 +137,7 @@ class Security2(SecurityScheme):
         return reply.SerializeToString()
 
     def _command1(self, session: _Session, client_proof: bytes) -> bytes:
-        if session.state is not _State.WAIT_CMD1 or session.srp is None:
+        if session.state is not HandshakeState.WAIT_CMD1 or session.srp is None:
             raise SessionError("S2Session_Command1 before S2Session_Command0")
         if len(client_proof) != PROOF_BYTES:
             self._event(SecurityEvent.INVALID_SECURITY_PARAMS, session.id)
@@ -165,12 +145,12 @@ class Security2(SecurityScheme):
         try:
             keys = session.srp.verify(client_proof)
         except InputError as err:
-            session.state, session.srp = _State.WAIT_CMD0, None
+            session.state, session.srp = HandshakeState.WAIT_CMD0, None
             self._event(SecurityEvent.CREDENTIALS_MISMATCH, session.id)
             raise SessionError(str(err)) from None
         nonce = self._random(SESSION_ID_BYTES) + (1).to_bytes(4, "big")
         session.channel = GcmChannel(keys.key, nonce, self._patch_version)
-        session.state, session.srp = _State.ESTABLISHED, None
+        session.state, session.srp = HandshakeState.ESTABLISHED, None
         self._event(SecurityEvent.SETUP_OK, session.id)
         reply = session_pb2.SessionData(sec_ver=session_pb2.SecScheme2)
         reply.sec2.msg = sec2_pb2.S2Session_Response1
@@ -181,7 +161,7 @@ class Security2(SecurityScheme):
 
     def _channel(self, session_id: int) -> GcmChannel:
         session = self._current(session_id)
-        if session.state is not _State.ESTABLISHED or session.channel is None:
+        if session.state is not HandshakeState.ESTABLISHED or session.channel is None:
             raise SessionError("secure session not established")
         return session.channel
 
