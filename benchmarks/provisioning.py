@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.app_build import build_app_image
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
-from jumpstart.host.prov_ble import BleTransport
 from jumpstart.host.prov_client import ProvOptions, provision
-from jumpstart.host.prov_transport import HttpTransport, ProvTransport
+from jumpstart.host.prov_connect import open_device
 from jumpstart.idf.device import Device
 from jumpstart.idf.efuse import VirtualEfuse, random_mac
 from jumpstart.idf.flash import MemoryFlash
@@ -60,16 +58,7 @@ async def _one(transport: str, config: dict[str, Any], client: dict[str, Any]) -
         setattr(options, key, value)
 
     def run() -> None:
-        link: ProvTransport
-        if transport == "ble":
-            advert = world.find_advert(name)
-            assert advert is not None
-            link = BleTransport(advert.endpoint, uuid.UUID(advert.service_uuid))
-        else:
-            ap = world.find(name)
-            assert ap is not None
-            assert ap.endpoint is not None
-            link = HttpTransport(ap.endpoint)
+        link = open_device(world, transport, name)
         try:
             assert provision(link, options, lambda _line: None)
         finally:

@@ -17,8 +17,8 @@ import typer
 from jumpstart.errors import InputError
 from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.prov_client import ProvOptions, ScanResult, provision
-from jumpstart.host.prov_transport import HttpTransport, ProvTransport
-from jumpstart.idf.efuse import format_mac, random_mac
+from jumpstart.host.prov_connect import open_device
+from jumpstart.host.prov_transport import ProvTransport
 from jumpstart.idf.protocomm.srp6a import random_salt, verifier
 from jumpstart.idf.radio import RadioWorld
 
@@ -26,56 +26,14 @@ prov_app = typer.Typer(
     help="Provision a device's Wi-Fi (esp_prov's flags).", invoke_without_command=True
 )
 
-TRANSPORTS = ("softap", "httpd", "ble")
-
 
 def _world() -> RadioWorld:
     return RadioWorld(JumpstartHome().world_path)
 
 
-def _softap_candidates(world: RadioWorld) -> list[str]:
-    return [ap.ssid for ap in world.access_points() if ap.device and ap.endpoint]
-
-
-class _JoinedSoftAP(ProvTransport):
-    """Join the device's SoftAP as a station, talk HTTP to its endpoint, leave when done."""
-
-    def __init__(self, world: RadioWorld, ssid: str, password: str) -> None:
-        self.world = world
-        self.ssid = ssid
-        self.mac = format_mac(random_mac())
-        ap = world.join(ssid, self.mac, password)
-        if ap.endpoint is None:
-            world.leave(ssid, self.mac)
-            raise InputError(f"{ssid!r} has no provisioning service running")
-        self.http = HttpTransport(ap.endpoint)
-
-    def send(self, endpoint: str, data: bytes) -> bytes:
-        return self.http.send(endpoint, data)
-
-    def close(self) -> None:
-        self.http.close()
-        self.world.leave(self.ssid, self.mac)
-
-
 def open_transport(transport: str, service_name: str | None, ap_password: str) -> ProvTransport:
-    """The transport to the named device (see the module docstring)."""
-    if transport not in TRANSPORTS:
-        raise InputError(f"transport {transport!r} is not one of {', '.join(TRANSPORTS)}")
-    if transport == "ble":
-        from jumpstart.host.prov_ble import open_ble  # noqa: PLC0415
-
-        return open_ble(_world(), service_name)
-    if service_name and ":" in service_name:
-        return HttpTransport(service_name)
-    world = _world()
-    if service_name is None:
-        candidates = _softap_candidates(world)
-        if len(candidates) != 1:
-            found = ", ".join(candidates) or "none"
-            raise InputError(f"pass --service_name: devices offering SoftAP provisioning: {found}")
-        service_name = candidates[0]
-    return _JoinedSoftAP(world, service_name, ap_password)
+    """The transport to the named device in this home's radio world."""
+    return open_device(_world(), transport, service_name, ap_password)
 
 
 def _pick(results: list[ScanResult]) -> tuple[str, str]:

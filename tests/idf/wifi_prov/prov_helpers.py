@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jumpstart.host.app_build import build_app_image
+from jumpstart.host.prov_client import ProvOptions, provision
+from jumpstart.host.prov_connect import open_device
 from jumpstart.idf.device import Device
 from jumpstart.idf.efuse import VirtualEfuse
 from jumpstart.idf.radio import AccessPoint, BleAdvert, RadioWorld
@@ -85,3 +87,17 @@ async def running_outlet(factory: bytes | None = None, **config: Any) -> AsyncIt
     finally:
         await outlet.device.stop()
         await asyncio.wait_for(task, 5)
+
+
+async def run_client(outlet: Outlet, options: ProvOptions) -> tuple[bool, list[str]]:
+    """Provision ``outlet`` as ``jumpstart prov`` does (joining its SoftAP, or over BLE)."""
+    said: list[str] = []
+
+    def work() -> bool:
+        link = open_device(outlet.world, options.transport, SERVICE)
+        try:
+            return provision(link, options, said.append)
+        finally:
+            link.close()
+
+    return await asyncio.to_thread(work), said

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 
 from jumpstart.host.prov_ble import BleTransport
-from jumpstart.host.prov_client import ProvError, ProvOptions, provision
+from jumpstart.host.prov_client import ProvError, ProvOptions
 from jumpstart.host.prov_transport import TransportError
 from jumpstart.idf.protocomm.ble import DEFAULT_SERVICE_UUID
-from tests.idf.wifi_prov.prov_helpers import SERVICE, running_outlet, wait_until
+from tests.idf.wifi_prov.prov_helpers import SERVICE, run_client, running_outlet, wait_until
 
 POLL = 0.05
-
-
-async def run_client(outlet, options: ProvOptions) -> tuple[bool, list[str]]:  # type: ignore[no-untyped-def]
-    advert = outlet.advert()
-    assert advert is not None
-    said: list[str] = []
-
-    def work() -> bool:
-        link = BleTransport(advert.endpoint, uuid.UUID(advert.service_uuid))
-        try:
-            return provision(link, options, said.append)
-        finally:
-            link.close()
-
-    return await asyncio.to_thread(work), said
 
 
 @pytest.mark.parametrize(

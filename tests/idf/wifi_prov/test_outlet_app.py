@@ -9,8 +9,8 @@ import pytest
 from jumpstart.formats.nvs import FormatVersion
 from jumpstart.host.nvs_gen import NvsImageBuilder, parse_nvs_size
 from jumpstart.host.prov_client import ProvError, ProvOptions
-from tests.idf.wifi_prov.prov_helpers import running_outlet, wait_until
-from tests.idf.wifi_prov.test_softap_provisioning import POLL, run_client
+from tests.idf.wifi_prov.prov_helpers import run_client, running_outlet, wait_until
+from tests.idf.wifi_prov.test_softap_provisioning import POLL
 
 
 def factory_image(pop: str) -> bytes:
@@ -26,9 +26,9 @@ def test_pop_comes_from_the_factory_partition() -> None:
         async with running_outlet(factory=factory_image("f4c7-0ry!"), prov_security=1) as outlet:
             assert outlet.qr_payload()["pop"] == "f4c7-0ry!"
             with pytest.raises(ProvError, match="Failed to establish session"):
-                await run_client(outlet.endpoint(), ProvOptions(pop="abcd1234", ssid="x"))
+                await run_client(outlet, ProvOptions(pop="abcd1234", ssid="x"))
             ok, said = await run_client(
-                outlet.endpoint(),
+                outlet,
                 ProvOptions(
                     pop="f4c7-0ry!",
                     ssid="HomeNet",
@@ -48,7 +48,7 @@ def test_long_press_resets_to_factory_and_provisioning_starts_again() -> None:
     async def main() -> None:
         async with running_outlet(prov_security=0) as outlet:
             ok, _ = await run_client(
-                outlet.endpoint(),
+                outlet,
                 ProvOptions(ssid="HomeNet", passphrase="correct-horse", poll_interval_s=POLL),
             )
             assert ok

@@ -8,26 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from jumpstart.host.prov_client import ProvError, ProvOptions, provision
-from jumpstart.host.prov_transport import HttpTransport
-from tests.idf.wifi_prov.prov_helpers import SERVICE, running_outlet, wait_until
+from jumpstart.host.prov_client import ProvError, ProvOptions
+from tests.idf.wifi_prov.prov_helpers import SERVICE, run_client, running_outlet, wait_until
 
 VECTORS = Path(__file__).parents[2] / "vectors"
 EXAMPLE = json.loads((VECTORS / "sec2_example_credentials.json").read_text())
 POLL = 0.05
-
-
-async def run_client(endpoint: str, options: ProvOptions) -> tuple[bool, list[str]]:
-    said: list[str] = []
-
-    def work() -> bool:
-        transport = HttpTransport(endpoint)
-        try:
-            return provision(transport, options, said.append)
-        finally:
-            transport.close()
-
-    return await asyncio.to_thread(work), said
 
 
 @pytest.mark.parametrize(
@@ -56,7 +42,7 @@ def test_provisioning_end_to_end(config: dict[str, object], options: ProvOptions
             assert qr["transport"] == "softap"
             options.ssid, options.passphrase = "HomeNet", "correct-horse"
             options.poll_interval_s = POLL
-            ok, said = await run_client(outlet.endpoint(), options)
+            ok, said = await run_client(outlet, options)
             assert ok, said
             assert "==== Provisioning was successful ====" in said
             # The service stops after the Connected report; the SoftAP leaves the world.
@@ -78,10 +64,10 @@ def test_wrong_pop_is_refused_and_the_device_keeps_serving() -> None:
     async def main() -> None:
         async with running_outlet(prov_security=1) as outlet:
             with pytest.raises(ProvError, match="Failed to establish session"):
-                await run_client(outlet.endpoint(), ProvOptions(pop="wrong", ssid="HomeNet"))
+                await run_client(outlet, ProvOptions(pop="wrong", ssid="HomeNet"))
             assert outlet.logged("CREDENTIALS_MISMATCH")
             ok, _ = await run_client(
-                outlet.endpoint(),
+                outlet,
                 ProvOptions(
                     pop="abcd1234",
                     ssid="HomeNet",
@@ -98,11 +84,9 @@ def test_wrong_sec2_password_is_refused() -> None:
     async def main() -> None:
         async with running_outlet(prov_security=2) as outlet:
             with pytest.raises(ProvError, match="Failed to establish session"):
-                await run_client(
-                    outlet.endpoint(), ProvOptions(sec_ver=2, sec2_password="nope", ssid="x")
-                )
+                await run_client(outlet, ProvOptions(sec_ver=2, sec2_password="nope", ssid="x"))
             ok, _ = await run_client(
-                outlet.endpoint(),
+                outlet,
                 ProvOptions(
                     sec_ver=2,
                     sec2_password=EXAMPLE["password"],
@@ -121,7 +105,7 @@ def test_wrong_password_fails_then_reset_and_new_credentials_succeed() -> None:
         async with running_outlet(prov_security=1) as outlet:
             base = {"pop": "abcd1234", "poll_interval_s": POLL}
             ok, said = await run_client(
-                outlet.endpoint(), ProvOptions(ssid="HomeNet", passphrase="wrong-pass", **base)
+                outlet, ProvOptions(ssid="HomeNet", passphrase="wrong-pass", **base)
             )
             assert not ok
             assert "---- WiFi state: ConnectionFailed, reason: Incorrect Password ----" in said
@@ -129,14 +113,12 @@ def test_wrong_password_fails_then_reset_and_new_credentials_succeed() -> None:
             assert outlet.softap() is not None  # still serving, to report the failure
             # A second ApplyConfig without a reset is refused.
             with pytest.raises(ProvError, match="--reset"):
-                await run_client(
-                    outlet.endpoint(), ProvOptions(ssid="HomeNet", passphrase="x" * 8, **base)
-                )
-            ok, said = await run_client(outlet.endpoint(), ProvOptions(reset=True, **base))
+                await run_client(outlet, ProvOptions(ssid="HomeNet", passphrase="x" * 8, **base))
+            ok, said = await run_client(outlet, ProvOptions(reset=True, **base))
             assert ok
             assert "==== Reset done ====" in said
             ok, said = await run_client(
-                outlet.endpoint(), ProvOptions(ssid="HomeNet", passphrase="correct-horse", **base)
+                outlet, ProvOptions(ssid="HomeNet", passphrase="correct-horse", **base)
             )
             assert ok, said
 
@@ -147,7 +129,7 @@ def test_missing_ap_reports_network_not_found() -> None:
     async def main() -> None:
         async with running_outlet(prov_security=1) as outlet:
             ok, said = await run_client(
-                outlet.endpoint(),
+                outlet,
                 ProvOptions(
                     pop="abcd1234", ssid="Nowhere", passphrase="whatever1", poll_interval_s=POLL
                 ),
@@ -168,7 +150,7 @@ def test_scan_lists_the_world_strongest_first_without_the_own_softap() -> None:
                 return "HomeNet", "correct-horse"
 
             ok, _ = await run_client(
-                outlet.endpoint(),
+                outlet,
                 ProvOptions(pop="abcd1234", pick_ap=pick, poll_interval_s=POLL),
             )
             assert ok
