@@ -246,11 +246,8 @@ def provision(
     """esp_prov's flow. True once the device reports Connected (or ctrl/custom steps done)."""
     clock = time.perf_counter
     started = clock()
-    info = (
-        transport_info(transport, "none" if options.sec_ver is None else "---")
-        if options.sec_ver != 0 or options.proto_ver
-        else None
-    )
+    # Capabilities decide the scheme, the PoP, the GCM nonce rule and whether scanning works.
+    info = transport_info(transport, "none" if options.sec_ver is None else "---")
     if options.proto_ver is not None:
         got = ((info or {}).get("prov") or {}).get("ver")
         if got != options.proto_ver:

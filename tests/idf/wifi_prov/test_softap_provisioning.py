@@ -140,9 +140,12 @@ def test_missing_ap_reports_network_not_found() -> None:
     asyncio.run(main())
 
 
-def test_scan_lists_the_world_strongest_first_without_the_own_softap() -> None:
+@pytest.mark.parametrize(("level", "sec_ver"), [(1, None), (0, 0)])
+def test_scan_lists_the_world_strongest_first_without_the_own_softap(
+    level: int, sec_ver: int | None
+) -> None:
     async def main() -> None:
-        async with running_outlet(prov_security=1) as outlet:
+        async with running_outlet(prov_security=level) as outlet:
             picked: list[list[str]] = []
 
             def pick(results):  # type: ignore[no-untyped-def]
@@ -151,7 +154,7 @@ def test_scan_lists_the_world_strongest_first_without_the_own_softap() -> None:
 
             ok, _ = await run_client(
                 outlet,
-                ProvOptions(pop="abcd1234", pick_ap=pick, poll_interval_s=POLL),
+                ProvOptions(sec_ver=sec_ver, pop="abcd1234", pick_ap=pick, poll_interval_s=POLL),
             )
             assert ok
             assert picked == [["HomeNet", "Neighbour"]]
