@@ -39,7 +39,6 @@ from jumpstart.idf.wifi import (
     StaDisconnected,
     Wifi,
     WifiEvent,
-    WifiMode,
     WifiReason,
     WifiStorage,
 )
@@ -438,6 +437,4 @@ class WifiProvManager:
         if self.protocomm is not None:
             await self.config.scheme.stop(self.wifi)
             self.protocomm = None
-        if self.wifi.mode is WifiMode.APSTA:
-            self.wifi.set_mode(WifiMode.STA)
         self.wifi.set_storage(WifiStorage.FLASH)
