@@ -1,0 +1,1 @@
+"""AWS IoT Device Shadow: the document engine (pure), topics, stores and the service."""
