@@ -1,0 +1,182 @@
+"""The gateway's routing core: sessions, subscriptions, retained messages, request handlers.
+
+Transport-free. Connections (``ClientConnection``) hand it authorized publishes; it routes
+them to matching sessions and passes requests on reserved topics to the handlers (shadow,
+jobs), whose replies it routes the same way, or delivers straight to the requester when a
+handler says so (AWS delivers jobs replies without a subscription, spec/cloud.md 3).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from jumpstart.cloud.gateway.session import Outgoing, Session, SubscriptionIndex
+from jumpstart.formats.mqtt import PropertyId
+from jumpstart.formats.mqtt.packets import NO_PROPERTIES
+
+if TYPE_CHECKING:
+    from jumpstart.cloud.gateway.connection import ClientConnection
+    from jumpstart.cloud.policy import Principal
+
+__all__ = ["Broker", "BrokerLimits", "Delivery", "RequestHandler"]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLimits:
+    # AWS IoT message broker quotas (spec/cloud.md 2.8, 2.10).
+    max_payload: int = 128 * 1024
+    max_session_expiry_s: int = 3600  # persistent sessions: one hour by default
+    max_inflight_requests: int = 10  # shadow requests in flight per connection -> 429
+    min_keep_alive_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A handler's output: routed to subscribers, or sent to ``to_client`` only."""
+
+    topic: str
+    payload: bytes
+    to_client: str | None = None
+
+
+class RequestHandler(Protocol):
+    def accepts(self, topic: str) -> bool: ...
+
+    def handle(self, topic: str, payload: bytes, principal: Principal) -> Sequence[Delivery]: ...
+
+    def throttled(self, topic: str, payload: bytes) -> Sequence[Delivery]:
+        """The reply to a request over the in-flight limit."""
+
+
+class Broker:
+    def __init__(
+        self,
+        handlers: Sequence[RequestHandler] = (),
+        limits: BrokerLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.handlers = list(handlers)
+        self.limits = limits or BrokerLimits()
+        self.clock = clock
+        self.sessions: dict[str, Session] = {}
+        self.index = SubscriptionIndex()
+        self.retained: dict[str, Outgoing] = {}
+        self.connections: set[ClientConnection] = set()
+        self.routed = 0
+
+    # sessions ----------------------------------------------------------------------------
+
+    def attach(
+        self, connection: ClientConnection, client_id: str, clean: bool, expiry_s: int
+    ) -> tuple[Session, bool]:
+        """The session for ``client_id`` (taking it over from an older connection) and
+        whether it was present."""
+        session = self.sessions.get(client_id)
+        if session is not None and session.connection is not None:
+            session.connection.taken_over()
+        if session is not None and (clean or session.expired(self.clock())):
+            self.discard(session)
+            session = None
+        present = session is not None
+        if session is None:
+            session = Session(client_id, expiry_s)
+            self.sessions[client_id] = session
+        session.expiry_s = expiry_s
+        session.connection = connection
+        session.disconnected_at = None
+        return session, present
+
+    def detach(self, session: Session) -> None:
+        session.connection = None
+        session.disconnected_at = self.clock()
+        if session.expiry_s == 0:
+            self.discard(session)
+
+    def discard(self, session: Session) -> None:
+        self.index.remove_session(session)
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+
+    def expire_sessions(self) -> int:
+        now = self.clock()
+        expired = [s for s in self.sessions.values() if s.expired(now)]
+        for session in expired:
+            self.discard(session)
+        return len(expired)
+
+    # routing -----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        origin: Session | None = None,
+    ) -> int:
+        """Route to every matching subscription; the number of sessions reached."""
+        if retain:
+            if payload:
+                self.retained[topic] = Outgoing(topic, payload, qos, True)
+            else:
+                self.retained.pop(topic, None)
+        reached: dict[str, tuple[Session, int, int | None, bool]] = {}
+        for _topic_filter, session in self.index.matches(topic):
+            options = session.subscriptions.get(_topic_filter)
+            if options is None or (options.no_local and session is origin):
+                continue
+            granted = min(qos, options.qos)
+            previous = reached.get(session.client_id)
+            ids = options.subscription_id
+            if previous is None or granted > previous[1]:
+                reached[session.client_id] = (
+                    session,
+                    granted,
+                    ids,
+                    retain and options.retain_as_published,
+                )
+        for session, granted, sub_id, keep_retain in reached.values():
+            properties = (
+                {PropertyId.SUBSCRIPTION_IDENTIFIER: (sub_id,)} if sub_id else NO_PROPERTIES
+            )
+            self.send(session, Outgoing(topic, payload, granted, keep_retain, properties))
+        self.routed += 1
+        return len(reached)
+
+    def send(self, session: Session, message: Outgoing) -> None:
+        if session.connection is not None:
+            session.connection.deliver(message)
+        elif message.qos > 0:
+            session.queue.append(message)
+
+    def deliver_to(self, client_id: str, topic: str, payload: bytes) -> None:
+        session = self.sessions.get(client_id)
+        # AWS answers the requester even without a subscription; one that subscribed has
+        # had the reply routed already.
+        if (
+            session is not None
+            and session.connection is not None
+            and not any(s is session for _, s in self.index.matches(topic))
+        ):
+            session.connection.deliver(Outgoing(topic, payload, 0))
+
+    def dispatch(self, deliveries: Sequence[Delivery], requester: str) -> None:
+        for delivery in deliveries:
+            if delivery.to_client is not None:
+                self.deliver_to(delivery.to_client, delivery.topic, delivery.payload)
+            else:
+                self.publish(delivery.topic, delivery.payload)
+
+    def handler_for(self, topic: str) -> RequestHandler | None:
+        for handler in self.handlers:
+            if handler.accepts(topic):
+                return handler
+        return None
+
+    def check_keep_alive(self) -> None:
+        now = self.clock()
+        for connection in list(self.connections):
+            connection.check_keep_alive(now)

@@ -1,0 +1,54 @@
+"""Who may do what: the policy of each role (AWS IoT policies reduced to three roles).
+
+* device (certificate CN = thing T): publish shadow/jobs requests of T; subscribe to and
+  receive anything under ``$aws/things/T/``; read and change T's shadows over REST.
+* app and admin: the same for every thing, any filter, plus non-reserved topics. (They differ
+  in what the jobs and registry APIs let them do.)
+
+No client publishes to a reserved topic that is not a request (``update/accepted``,
+``delta``...): those are the service's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jumpstart.cloud.registry import Role
+from jumpstart.cloud.topics import MAX_TOPIC_SLASHES, is_request_topic, thing_of
+
+__all__ = ["Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated peer: the certificate's common name and its role."""
+
+    name: str
+    role: Role
+
+    def may_connect_as(self, client_id: str) -> bool:
+        """Devices use their thing name as client id (or ``{thing}-suffix``), so no device
+        can take over another's session."""
+        if self.role is not Role.DEVICE:
+            return True
+        return client_id == self.name or client_id.startswith(self.name + "-")
+
+    def may_publish(self, topic: str) -> bool:
+        if topic.count("/") > MAX_TOPIC_SLASHES:
+            return False
+        if topic.startswith("$"):
+            if not is_request_topic(topic):
+                return False
+            return self.role is not Role.DEVICE or thing_of(topic) == self.name
+        return self.role is not Role.DEVICE
+
+    def may_subscribe(self, topic_filter: str) -> bool:
+        if topic_filter.count("/") > MAX_TOPIC_SLASHES:
+            return False
+        if self.role is Role.DEVICE:
+            levels = topic_filter.split("/")
+            return len(levels) >= 4 and levels[:3] == ["$aws", "things", self.name]
+        return True
+
+    def may_access_shadow(self, thing: str) -> bool:
+        return self.role is not Role.DEVICE or thing == self.name

@@ -1,0 +1,219 @@
+"""The REST data endpoint (AWS IoT "iot-data", port 8443, mutual TLS), on h11.
+
+Routes (spec/cloud.md 2.9)::
+
+    GET|POST|DELETE /things/{thing}/shadow[?name={shadow}]
+    GET  /api/things/shadow/ListNamedShadowsForThing/{thing}[?nextToken=&pageSize=]
+    POST /topics/{topic}[?qos=0|1]
+    GET  /health
+
+Content-Type is ignored (the guide's ``curl -d`` sends form encoding). Errors carry the
+``x-amzn-ErrorType`` header botocore reads first, and the shadow error document as body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import h11
+
+from jumpstart.cloud.policy import Principal
+from jumpstart.cloud.topics import SHADOW_NAME, THING, ShadowOp, ShadowTopic
+
+if TYPE_CHECKING:
+    from jumpstart.cloud.service import CloudService
+
+__all__ = ["ERROR_TYPES", "RestServer"]
+
+# botocore's iot-data error shapes by status (spec/cloud.md 2.7).
+ERROR_TYPES = {
+    400: "InvalidRequestException",
+    401: "UnauthorizedException",
+    403: "ForbiddenException",
+    404: "ResourceNotFoundException",
+    405: "MethodNotAllowedException",
+    409: "ConflictException",
+    413: "RequestEntityTooLargeException",
+    415: "UnsupportedDocumentEncodingException",
+    429: "ThrottlingException",
+    500: "InternalFailureException",
+    503: "ServiceUnavailableException",
+}
+MAX_BODY = 128 * 1024  # the message broker's payload quota applies to REST publishes too
+READ_CHUNK = 64 * 1024
+IDLE_TIMEOUT_S = 60.0
+DEFAULT_PAGE_SIZE = 25
+_METHODS = {"GET": ShadowOp.GET, "POST": ShadowOp.UPDATE, "DELETE": ShadowOp.DELETE}
+
+
+class _HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+Response = tuple[int, dict[str, Any]]
+
+
+class RestServer:
+    def __init__(self, cloud: CloudService) -> None:
+        self.cloud = cloud
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(cloud.home.ca_pem))
+        context.load_cert_chain(str(cloud.home.server_pem), str(cloud.home.server_key))
+        context.verify_mode = ssl.CERT_REQUIRED
+        self.context = context
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._serve, host, port, ssl=self.context)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        ssl_object = writer.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        principal = self.cloud.authenticate(der) if der else None
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+        try:
+            while True:
+                request, body = await self._receive(conn, reader)
+                if request is None:
+                    return
+                status, doc = self.respond(principal, request, body)
+                headers = [("Content-Type", "application/json")]
+                if status >= 400:
+                    headers.append(("x-amzn-ErrorType", ERROR_TYPES.get(status, "Exception")))
+                headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
+                payload = json.dumps(doc, separators=(",", ":")).encode()
+                writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+                writer.write(conn.send(h11.Data(data=payload)))
+                writer.write(conn.send(h11.EndOfMessage()))
+                await writer.drain()
+                if conn.our_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+        except (h11.RemoteProtocolError, _HttpError, ConnectionError, TimeoutError, ssl.SSLError):
+            return
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _receive(
+        self, conn: h11.Connection, reader: asyncio.StreamReader
+    ) -> tuple[h11.Request | None, bytes]:
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), IDLE_TIMEOUT_S)
+                conn.receive_data(data)
+                if not data and request is None:
+                    return None, b""
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > MAX_BODY:
+                    raise _HttpError(413, "The payload exceeds the maximum size allowed")
+            elif isinstance(event, h11.EndOfMessage):
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                return None, b""
+
+    # routing -----------------------------------------------------------------------------
+
+    def respond(self, principal: Principal | None, request: h11.Request, body: bytes) -> Response:
+        now = int(time.time())
+        try:
+            return self._route(principal, request, body)
+        except _HttpError as err:
+            return err.status, {"code": err.status, "message": err.message, "timestamp": now}
+
+    def _route(self, principal: Principal | None, request: h11.Request, body: bytes) -> Response:
+        method = request.method.decode()
+        url = urlsplit(request.target.decode("ascii", "replace"))
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        parts = [unquote(p) for p in url.path.split("/")[1:]]
+        if parts == ["health"]:
+            return 200, {"status": "ok", "connections": len(self.cloud.broker.connections)}
+        if principal is None:
+            raise _HttpError(403, "Forbidden")
+        if len(parts) == 3 and parts[0] == "things" and parts[2] == "shadow":
+            return self._shadow(principal, method, parts[1], query.get("name", ""), body)
+        if parts[:4] == ["api", "things", "shadow", "ListNamedShadowsForThing"] and len(parts) == 5:
+            if method != "GET":
+                raise _HttpError(405, "Method Not Allowed")
+            return self._list_named(principal, parts[4], query)
+        if parts and parts[0] == "topics" and len(parts) >= 2:
+            if method != "POST":
+                raise _HttpError(405, "Method Not Allowed")
+            return self._publish(principal, "/".join(parts[1:]), query, body)
+        raise _HttpError(404, "Not Found")
+
+    def _shadow(
+        self, principal: Principal, method: str, thing: str, name: str, body: bytes
+    ) -> Response:
+        if method not in _METHODS:
+            raise _HttpError(405, "Method Not Allowed")
+        if not THING.fullmatch(thing) or (name and not SHADOW_NAME.fullmatch(name)):
+            raise _HttpError(400, "Invalid thing or shadow name")
+        if not principal.may_access_shadow(thing):
+            raise _HttpError(403, "Forbidden")
+        request = ShadowTopic(thing, name, _METHODS[method])
+        reply = self.cloud.shadows.handle(request, body, via_mqtt=False)
+        for message in reply.messages:
+            self.cloud.broker.publish(message.topic, message.payload)
+        return reply.status, reply.body
+
+    def _list_named(self, principal: Principal, thing: str, query: dict[str, str]) -> Response:
+        if not principal.may_access_shadow(thing):
+            raise _HttpError(403, "Forbidden")
+        names = self.cloud.shadows.named_shadows(thing)
+        try:
+            size = int(query.get("pageSize", DEFAULT_PAGE_SIZE))
+            start = int(query.get("nextToken", "0") or 0)
+        except ValueError:
+            raise _HttpError(400, "Invalid pageSize or nextToken") from None
+        if size < 1:
+            raise _HttpError(400, "Invalid pageSize or nextToken")
+        page = names[start : start + size]
+        doc: dict[str, Any] = {"results": page, "timestamp": int(time.time())}
+        if start + size < len(names):
+            doc["nextToken"] = str(start + size)
+        return 200, doc
+
+    def _publish(
+        self, principal: Principal, topic: str, query: dict[str, str], body: bytes
+    ) -> Response:
+        qos = query.get("qos", "0")
+        if qos not in ("0", "1"):
+            raise _HttpError(400, "qos must be 0 or 1")
+        if not principal.may_publish(topic):
+            raise _HttpError(403, "Forbidden")
+        broker = self.cloud.broker
+        broker.publish(topic, body, int(qos))
+        handler = broker.handler_for(topic)
+        if handler is not None:
+            broker.dispatch(handler.handle(topic, body, principal), principal.name)
+        return 200, {"message": "OK", "traceId": str(uuid.uuid4())}

@@ -1,0 +1,92 @@
+"""The whole local cloud in one event loop: registry, shadow service, gateway, REST API.
+
+``async with CloudService(home) as cloud:`` starts it; ``cloud.mqtt_port`` and
+``cloud.rest_port`` say where it listens (0 asks for free ports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from jumpstart.cloud.gateway.broker import Broker, BrokerLimits
+from jumpstart.cloud.gateway.server import GatewayServer
+from jumpstart.cloud.home import CloudHome
+from jumpstart.cloud.pki import certificate_id
+from jumpstart.cloud.policy import Principal
+from jumpstart.cloud.registry import CertStatus, Registry
+from jumpstart.cloud.rest import RestServer
+from jumpstart.cloud.shadow.engine import ShadowSettings
+from jumpstart.cloud.shadow.mqtt import ShadowRequests
+from jumpstart.cloud.shadow.service import ShadowService
+from jumpstart.cloud.shadow.store import ShadowStore, SqliteShadowStore
+from jumpstart.cloud.tls import server_context
+
+__all__ = ["CloudConfig", "CloudService"]
+
+# AWS IoT's ports: MQTT over TLS on 8883, the REST data endpoint on 8443.
+MQTT_PORT = 8883
+REST_PORT = 8443
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    host: str = "127.0.0.1"
+    mqtt_port: int = MQTT_PORT
+    rest_port: int = REST_PORT
+    shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    limits: BrokerLimits = field(default_factory=BrokerLimits)
+
+
+class CloudService:
+    def __init__(
+        self,
+        home: CloudHome,
+        config: CloudConfig | None = None,
+        store: ShadowStore | None = None,
+    ) -> None:
+        self.home = home
+        self.config = config or CloudConfig()
+        self.ca = home.ensure()
+        self.registry = Registry(home.registry_path, self.ca)
+        self.store = store or SqliteShadowStore(home.shadows_path)
+        self.shadows = ShadowService(self.store, self.config.shadow)
+        self.broker = Broker([ShadowRequests(self.shadows)], self.config.limits)
+        context = server_context(home.server_pem, home.server_key, home.ca_pem)
+        self.gateway = GatewayServer(self.broker, context, self.authenticate)
+        self.mqtt_port = 0
+        self.rest_port = 0
+        self.rest = RestServer(self)
+
+    def authenticate(self, der: bytes) -> Principal | None:
+        """The principal of an active certificate issued by this cloud, else None."""
+        record = self.registry.certificate(certificate_id(der))
+        if record is None or record.status is not CertStatus.ACTIVE:
+            return None
+        return Principal(record.principal, record.role)
+
+    async def start(self) -> None:
+        self.mqtt_port = await self.gateway.start(self.config.host, self.config.mqtt_port)
+        self.rest_port = await self.rest.start(self.config.host, self.config.rest_port)
+
+    async def close(self) -> None:
+        await self.rest.close()
+        await self.gateway.close()
+        self.store.close()
+        self.registry.close()
+
+    async def __aenter__(self) -> CloudService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def serve_forever(self) -> None:
+        await asyncio.Event().wait()

@@ -1,0 +1,84 @@
+"""A running local cloud with two things, an app client and a revoked certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from jumpstart.cloud.home import CloudHome
+from jumpstart.cloud.registry import Role
+from jumpstart.cloud.service import CloudConfig, CloudService
+
+
+@dataclass
+class Credentials:
+    name: str
+    cert: Path
+    key: Path
+
+
+@dataclass
+class RunningCloud:
+    service: CloudService
+    loop: asyncio.AbstractEventLoop
+    ca: Path
+    mqtt_port: int
+    rest_port: int
+    creds: dict[str, Credentials]
+
+    def call(self, fn: object) -> object:
+        """Run ``fn()`` on the cloud's loop and wait for it."""
+        done: asyncio.Future[object] = asyncio.run_coroutine_threadsafe(
+            _call(fn),
+            self.loop,  # type: ignore[arg-type]
+        )
+        return done.result(10)
+
+
+async def _call(fn: object) -> object:
+    return fn()  # type: ignore[operator]
+
+
+def _write(folder: Path, name: str, service: CloudService, role: Role) -> Credentials:
+    issued = service.registry.issue(name, role)
+    cert, key = folder / f"{name}.cert", folder / f"{name}.key"
+    cert.write_bytes(issued.cert_pem)
+    key.write_bytes(issued.key_pem)
+    return Credentials(name, cert, key)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
+    folder = tmp_path_factory.mktemp("cloud")
+    home = CloudHome(folder / "home")
+    loop = asyncio.new_event_loop()
+    service = CloudService(home, CloudConfig(mqtt_port=0, rest_port=0))
+    creds = {}
+    for thing in ("outlet1", "outlet2"):
+        service.registry.create_thing(thing)
+        creds[thing] = _write(folder, thing, service, Role.DEVICE)
+    creds["app"] = _write(folder, "phone", service, Role.APP)
+    creds["admin"] = _write(folder, "operator", service, Role.ADMIN)
+    service.registry.create_thing("revoked1")
+    creds["revoked"] = _write(folder, "revoked1", service, Role.DEVICE)
+    service.registry.revoke(service.registry.certificates("revoked1")[0].certificate_id)
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(service.start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="cloud", daemon=True)
+    thread.start()
+    assert started.wait(10)
+    yield RunningCloud(service, loop, home.ca_pem, service.mqtt_port, service.rest_port, creds)
+    asyncio.run_coroutine_threadsafe(service.close(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)

@@ -1,0 +1,99 @@
+"""paho-mqtt clients against the running cloud, collecting what they receive."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import ssl
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from tests.cloud.conftest import Credentials, RunningCloud
+
+
+class PahoDevice:
+    def __init__(
+        self,
+        cloud: RunningCloud,
+        creds: Credentials,
+        *,
+        v5: bool = False,
+        client_id: str | None = None,
+        clean: bool = True,
+        port: int | None = None,
+    ) -> None:
+        protocol = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+        kwargs: dict[str, Any] = {} if v5 else {"clean_session": clean}
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or creds.name,
+            protocol=protocol,
+            **kwargs,
+        )
+        self.client.tls_set(
+            ca_certs=str(cloud.ca), certfile=str(creds.cert), keyfile=str(creds.key)
+        )
+        self.client.on_socket_open = lambda c, u, s: s.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.suback: queue.Queue[list[int]] = queue.Queue()
+        self.connack: queue.Queue[tuple[int, bool]] = queue.Queue()
+        self.disconnected: queue.Queue[int] = queue.Queue()
+        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.suback.put(
+            [int(getattr(code, "value", code)) for code in codes]
+        )
+        self.client.on_connect = lambda c, u, flags, rc, p: self.connack.put(
+            (int(getattr(rc, "value", rc)), bool(flags.session_present))
+        )
+        self.client.on_disconnect = lambda c, u, flags, rc, p: self.disconnected.put(
+            int(getattr(rc, "value", rc))
+        )
+        self.port = port or cloud.mqtt_port
+        self.clean = clean
+        self.v5 = v5
+
+    def connect(self, timeout: float = 5) -> tuple[int, bool]:
+        kwargs: dict[str, Any] = {}
+        if self.v5:
+            kwargs["clean_start"] = self.clean
+        self.client.connect("localhost", self.port, keepalive=30, **kwargs)
+        self.client.loop_start()
+        return self.connack.get(timeout=timeout)
+
+    def subscribe(self, *filters: str, qos: int = 1) -> list[int]:
+        self.client.subscribe([(f, qos) for f in filters])
+        return self.suback.get(timeout=5)
+
+    def publish(self, topic: str, payload: Any = b"", qos: int = 1) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.client.publish(topic, data, qos=qos).wait_for_publish(5)
+
+    def expect(self, topic: str, timeout: float = 5) -> Any:
+        """The next message on ``topic`` (others received meanwhile are dropped)."""
+        while True:
+            got_topic, payload = self.messages.get(timeout=timeout)
+            if got_topic == topic:
+                return json.loads(payload) if payload else None
+
+    def nothing(self, wait: float = 0.3) -> list[tuple[str, bytes]]:
+        got = []
+        try:
+            while True:
+                got.append(self.messages.get(timeout=wait))
+        except queue.Empty:
+            return got
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def tls_context(cloud: RunningCloud, creds: Credentials | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cloud.ca))
+    if creds is not None:
+        context.load_cert_chain(str(creds.cert), str(creds.key))
+    return context
