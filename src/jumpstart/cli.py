@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jumpstart import __version__, cli_device
+from jumpstart.cli_cloud import cloud_app
 from jumpstart.cli_nvs import nvs_app
 from jumpstart.cli_prov import prov_app
 from jumpstart.cli_util import parse_size
@@ -40,6 +41,7 @@ app.add_typer(nvs_app, name="nvs")
 app.add_typer(cli_device.device_app, name="device")
 app.add_typer(cli_device.world_app, name="world")
 app.add_typer(prov_app, name="prov")
+app.add_typer(cloud_app, name="cloud")
 idf_app.command("build")(cli_device.idf_build)
 idf_app.command(
     "flash", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}

@@ -16,7 +16,7 @@ from pathlib import Path
 from jumpstart.cloud.pki import CertificateAuthority
 from jumpstart.cloud.registry import Registry
 
-__all__ = ["DEFAULT_ENDPOINT", "CloudHome"]
+__all__ = ["DEFAULT_ENDPOINT", "CloudHome", "default_home"]
 
 DEFAULT_ENDPOINT = "localhost"
 SERVER_NAMES = ["localhost", "127.0.0.1", "::1"]
@@ -75,3 +75,9 @@ class CloudHome:
 
     def registry(self) -> Registry:
         return Registry(self.registry_path, self.ensure())
+
+
+def default_home() -> CloudHome:
+    """``$JUMPSTART_HOME/cloud`` (default ``~/.jumpstart/cloud``)."""
+    root = Path(os.environ.get("JUMPSTART_HOME", Path.home() / ".jumpstart"))
+    return CloudHome(root / "cloud")

@@ -1,0 +1,166 @@
+"""``jumpstart cloud``: the local AWS IoT compatible device cloud."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from jumpstart.cloud.admin import (
+    client_create,
+    curl_line,
+    operator_credentials,
+    shadow_request,
+    thing_create,
+)
+from jumpstart.cloud.home import CloudHome, default_home
+from jumpstart.cloud.registry import Role
+from jumpstart.cloud.service import MQTT_PORT, REST_PORT, CloudConfig, CloudService
+from jumpstart.errors import InputError
+
+cloud_app = typer.Typer(help="The local AWS IoT compatible device cloud.", no_args_is_help=True)
+thing_app = typer.Typer(help="Things (devices) and their credentials.", no_args_is_help=True)
+client_app = typer.Typer(help="Operator and phone-app credentials.", no_args_is_help=True)
+cert_app = typer.Typer(help="Certificates.", no_args_is_help=True)
+shadow_app = typer.Typer(
+    help="Read and change shadows (REST, as an operator).", no_args_is_help=True
+)
+cloud_app.add_typer(thing_app, name="thing")
+cloud_app.add_typer(client_app, name="client")
+cloud_app.add_typer(cert_app, name="cert")
+cloud_app.add_typer(shadow_app, name="shadow")
+
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder for the five files.")]
+PortOption = Annotated[int, typer.Option("--port", help="The REST endpoint's port.")]
+NameOption = Annotated[str, typer.Option("--name", help="A named shadow (default: classic).")]
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _home() -> CloudHome:
+    return default_home()
+
+
+@thing_app.command("create")
+def thing_create_cmd(name: str, out: OutOption = Path()) -> None:
+    """Register NAME and write device.key, device.cert, deviceid.txt, server.cert, endpoint.txt."""
+    for path in thing_create(_home(), name, out):
+        _out().print(f"wrote {path}")
+
+
+@thing_app.command("list")
+def thing_list_cmd() -> None:
+    """The registered things."""
+    registry = _home().registry()
+    try:
+        for thing in registry.things():
+            _out().print(thing.name)
+    finally:
+        registry.close()
+
+
+@client_app.command("create")
+def client_create_cmd(
+    name: str,
+    role: Annotated[str, typer.Option("--role", help="admin or app")] = "app",
+    out: OutOption = Path(),
+) -> None:
+    """Credentials for an operator (admin) or a phone app (app)."""
+    try:
+        chosen = Role(role)
+    except ValueError:
+        raise InputError(f"--role must be admin or app, not {role!r}") from None
+    for path in client_create(_home(), name, chosen, out):
+        _out().print(f"wrote {path}")
+
+
+@cert_app.command("list")
+def cert_list_cmd() -> None:
+    """Certificates with their principal, role and status."""
+    registry = _home().registry()
+    try:
+        for record in registry.certificates():
+            _out().print(
+                f"{record.certificate_id}  {record.principal:<20} {record.role.value:<6} "
+                f"{record.status.value}"
+            )
+    finally:
+        registry.close()
+
+
+@cert_app.command("revoke")
+def cert_revoke_cmd(certificate_id: str) -> None:
+    """Revoke a certificate: the gateway and REST refuse it from the next connection on."""
+    registry = _home().registry()
+    try:
+        registry.revoke(certificate_id)
+    finally:
+        registry.close()
+    _out().print(f"revoked {certificate_id}")
+
+
+@cloud_app.command("serve")
+def serve_cmd(
+    mqtt_port: Annotated[int, typer.Option("--mqtt-port")] = MQTT_PORT,
+    rest_port: Annotated[int, typer.Option("--rest-port")] = REST_PORT,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+) -> None:
+    """Run the cloud (MQTT gateway and REST API) until Ctrl-C."""
+    home = _home()
+    operator_credentials(home)
+    config = CloudConfig(host=host, mqtt_port=mqtt_port, rest_port=rest_port)
+
+    async def run() -> None:
+        async with CloudService(home, config) as cloud:
+            out = _out()
+            out.print(f"[bold]jumpstart cloud[/] data in {home.path}")
+            out.print(f"  MQTT (mutual TLS)  mqtts://localhost:{cloud.mqtt_port}")
+            out.print(f"  REST (mutual TLS)  https://localhost:{cloud.rest_port}")
+            out.print(f"  CA for clients     {home.ca_pem}")
+            out.print("Read a thing's shadow the guide's way (in the thing's folder):")
+            out.print(f"  export CURL_CA_BUNDLE={home.ca_pem}")
+            out.print("  " + curl_line("$(cat cloud_cfg/deviceid.txt)", cloud.rest_port))
+            out.print("Ctrl-C stops the cloud.")
+            await cloud.serve_forever()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+def _show(status: int, document: dict[str, object]) -> None:
+    _out().print_json(json.dumps(document))
+    if status >= 400:
+        raise InputError(f"the cloud answered {status}: {document.get('message', '')}")
+
+
+@shadow_app.command("get")
+def shadow_get_cmd(thing: str, name: NameOption = "", port: PortOption = REST_PORT) -> None:
+    """Print THING's shadow document."""
+    response = shadow_request(_home(), "GET", thing, name, port=port)
+    _show(response.status, response.document)
+
+
+@shadow_app.command("update")
+def shadow_update_cmd(
+    thing: str,
+    document: Annotated[str, typer.Argument(help='e.g. \'{"state":{"desired":{"output":true}}}\'')],
+    name: NameOption = "",
+    port: PortOption = REST_PORT,
+) -> None:
+    """Update THING's shadow with DOCUMENT."""
+    response = shadow_request(_home(), "POST", thing, name, document.encode(), port=port)
+    _show(response.status, response.document)
+
+
+@shadow_app.command("delete")
+def shadow_delete_cmd(thing: str, name: NameOption = "", port: PortOption = REST_PORT) -> None:
+    """Delete THING's shadow."""
+    response = shadow_request(_home(), "DELETE", thing, name, port=port)
+    _show(response.status, response.document)

@@ -1,0 +1,128 @@
+"""Operator functions behind ``jumpstart cloud``: things, credentials, shadows over REST."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jumpstart.cloud.home import DEFAULT_ENDPOINT, CloudHome
+from jumpstart.cloud.registry import Registry, Role
+from jumpstart.cloud.service import REST_PORT
+from jumpstart.errors import InputError
+
+__all__ = [
+    "GUIDE_FILES",
+    "ShadowResponse",
+    "client_create",
+    "curl_line",
+    "operator_credentials",
+    "shadow_request",
+    "thing_create",
+]
+
+# The five files of the guide's quick setup (chapter 6.3.2), as 5_cloud/main/cloud_cfg holds.
+GUIDE_FILES = ("device.key", "device.cert", "deviceid.txt", "server.cert", "endpoint.txt")
+OPERATOR = "operator"
+
+
+def _write_credentials(
+    home: CloudHome, registry: Registry, name: str, role: Role, out: Path
+) -> list[Path]:
+    issued = registry.issue(name, role)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "device.key": issued.key_pem,
+        "device.cert": issued.cert_pem,
+        "deviceid.txt": name.encode(),
+        "server.cert": home.ca_pem.read_bytes(),
+        "endpoint.txt": DEFAULT_ENDPOINT.encode(),
+    }
+    written = []
+    for file_name, data in files.items():
+        path = out / file_name
+        path.write_bytes(data)
+        if file_name.endswith(".key"):
+            path.chmod(0o600)
+        written.append(path)
+    return written
+
+
+def thing_create(home: CloudHome, name: str, out: Path) -> list[Path]:
+    """Register thing ``name``, issue its certificate and write the guide's five files."""
+    registry = home.registry()
+    try:
+        registry.create_thing(name)
+        return _write_credentials(home, registry, name, Role.DEVICE, out)
+    finally:
+        registry.close()
+
+
+def client_create(home: CloudHome, name: str, role: Role, out: Path) -> list[Path]:
+    """Credentials for an operator or phone app (same five files, the role's rights)."""
+    if role is Role.DEVICE:
+        raise InputError("a device is a thing: use 'jumpstart cloud thing create'")
+    registry = home.registry()
+    try:
+        return _write_credentials(home, registry, name, role, out)
+    finally:
+        registry.close()
+
+
+def operator_credentials(home: CloudHome) -> tuple[Path, Path]:
+    """The admin certificate the CLI uses for itself, made on first use."""
+    folder = home.path / OPERATOR
+    cert, key = folder / "device.cert", folder / "device.key"
+    if not cert.exists():
+        client_create(home, OPERATOR, Role.ADMIN, folder)
+    return cert, key
+
+
+def curl_line(thing: str, port: int = REST_PORT, cert_dir: str = "cloud_cfg") -> str:
+    """The guide's read command, pointed at the local endpoint."""
+    return (
+        f"curl --tlsv1.2 --cert {cert_dir}/device.cert --key {cert_dir}/device.key "
+        f"https://{DEFAULT_ENDPOINT}:{port}/things/{thing}/shadow"
+    )
+
+
+@dataclass(frozen=True)
+class ShadowResponse:
+    status: int
+    document: dict[str, Any]
+
+
+def shadow_request(
+    home: CloudHome,
+    method: str,
+    thing: str,
+    shadow_name: str = "",
+    body: bytes = b"",
+    port: int = REST_PORT,
+    host: str = DEFAULT_ENDPOINT,
+) -> ShadowResponse:
+    """One REST call to a running cloud with the operator's certificate."""
+    cert, key = operator_credentials(home)
+    context = ssl.create_default_context(cafile=str(home.ca_pem))
+    context.load_cert_chain(str(cert), str(key))
+    path = f"/things/{thing}/shadow" + (f"?name={shadow_name}" if shadow_name else "")
+    connection = http.client.HTTPSConnection(host, port, context=context, timeout=10)
+    try:
+        connection.request(method, path, body=body or None)
+        response = connection.getresponse()
+        data = response.read()
+    except (OSError, http.client.HTTPException) as err:
+        raise InputError(
+            f"cannot reach the cloud at {host}:{port} ({err}); start it with "
+            "'jumpstart cloud serve'"
+        ) from None
+    finally:
+        connection.close()
+    try:
+        document = json.loads(data) if data else {}
+    except ValueError:
+        raise InputError(f"the cloud answered {response.status} with non-JSON") from None
+    return ShadowResponse(response.status, document)
