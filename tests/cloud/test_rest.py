@@ -14,6 +14,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from jumpstart.cloud.admin import shadow_request
 from tests.cloud.conftest import Credentials, RunningCloud
 from tests.cloud.mqtt_helpers import PahoDevice
 
@@ -144,3 +145,15 @@ def test_bad_requests_store_nothing(cloud: RunningCloud, tmp_path: Path) -> None
     doc = json.loads(data.get_thing_shadow(thingName="outlet2", shadowName="bad")["payload"].read())
     assert doc["state"] == {"reported": {"keep": 1}}
     assert doc["version"] == 1
+
+
+def test_operator_shadow_commands_against_running_cloud(cloud: RunningCloud) -> None:
+    home = cloud.service.home
+    port = cloud.rest_port
+    reply = shadow_request(home, "POST", "outlet1", "ops", b'{"state":{"desired":{"x":1}}}', port)
+    assert (reply.status, reply.document["version"]) == (200, 1)
+    assert shadow_request(home, "GET", "outlet1", "ops", port=port).document["state"]["delta"] == {
+        "x": 1
+    }
+    assert shadow_request(home, "DELETE", "outlet1", "ops", port=port).status == 200
+    assert shadow_request(home, "GET", "outlet1", "ops", port=port).status == 404

@@ -83,7 +83,7 @@ class RestServer:
         self._server.close()
         for task in list(self._tasks):
             task.cancel()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._server.wait_closed(), 2.0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

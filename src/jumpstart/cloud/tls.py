@@ -50,8 +50,11 @@ class TlsSession:
                 self._obj.do_handshake()
                 self.handshake_done = True
             chunks = []
-            while True:
-                chunks.append(self._obj.read(READ_CHUNK))
+            while chunk := self._obj.read(READ_CHUNK):
+                chunks.append(chunk)
+            # b"" without an exception: the peer's close_notify arrived
+            self.closed = True
+            return b"".join(chunks)
         except ssl.SSLWantReadError:
             return b"".join(chunks) if self.handshake_done else b""
         except ssl.SSLZeroReturnError:

@@ -94,6 +94,10 @@ class _GatewayProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.protocols.discard(self)
         if self.connection is not None:
@@ -137,5 +141,6 @@ class GatewayServer:
         if self._server is not None:
             self._server.close()
             for protocol in list(self.protocols):
-                protocol.close()
-            await self._server.wait_closed()
+                protocol.abort()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
