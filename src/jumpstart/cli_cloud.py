@@ -58,12 +58,9 @@ def thing_create_cmd(name: str, out: OutOption = Path()) -> None:
 @thing_app.command("list")
 def thing_list_cmd() -> None:
     """The registered things."""
-    registry = _home().registry()
-    try:
+    with _home().registry() as registry:
         for thing in registry.things():
             _out().print(thing.name)
-    finally:
-        registry.close()
 
 
 @client_app.command("create")
@@ -84,25 +81,19 @@ def client_create_cmd(
 @cert_app.command("list")
 def cert_list_cmd() -> None:
     """Certificates with their principal, role and status."""
-    registry = _home().registry()
-    try:
+    with _home().registry() as registry:
         for record in registry.certificates():
             _out().print(
                 f"{record.certificate_id}  {record.principal:<20} {record.role.value:<6} "
                 f"{record.status.value}"
             )
-    finally:
-        registry.close()
 
 
 @cert_app.command("revoke")
 def cert_revoke_cmd(certificate_id: str) -> None:
     """Revoke a certificate: the gateway and REST refuse it from the next connection on."""
-    registry = _home().registry()
-    try:
+    with _home().registry() as registry:
         registry.revoke(certificate_id)
-    finally:
-        registry.close()
     _out().print(f"revoked {certificate_id}")
 
 

@@ -31,18 +31,6 @@ class RunningCloud:
     rest_port: int
     creds: dict[str, Credentials]
 
-    def call(self, fn: object) -> object:
-        """Run ``fn()`` on the cloud's loop and wait for it."""
-        done: asyncio.Future[object] = asyncio.run_coroutine_threadsafe(
-            _call(fn),
-            self.loop,  # type: ignore[arg-type]
-        )
-        return done.result(10)
-
-
-async def _call(fn: object) -> object:
-    return fn()  # type: ignore[operator]
-
 
 def _write(folder: Path, name: str, service: CloudService, role: Role) -> Credentials:
     issued = service.registry.issue(name, role)

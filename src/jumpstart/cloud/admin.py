@@ -53,23 +53,17 @@ def _write_credentials(
 
 def thing_create(home: CloudHome, name: str, out: Path) -> list[Path]:
     """Register thing ``name``, issue its certificate and write the guide's five files."""
-    registry = home.registry()
-    try:
+    with home.registry() as registry:
         registry.create_thing(name)
         return _write_credentials(home, registry, name, Role.DEVICE, out)
-    finally:
-        registry.close()
 
 
 def client_create(home: CloudHome, name: str, role: Role, out: Path) -> list[Path]:
     """Credentials for an operator or phone app (same five files, the role's rights)."""
     if role is Role.DEVICE:
         raise InputError("a device is a thing: use 'jumpstart cloud thing create'")
-    registry = home.registry()
-    try:
+    with home.registry() as registry:
         return _write_credentials(home, registry, name, role, out)
-    finally:
-        registry.close()
 
 
 def operator_credentials(home: CloudHome) -> tuple[Path, Path]:

@@ -87,6 +87,12 @@ class Registry:
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self.close()
+
     # things ------------------------------------------------------------------------------
 
     def create_thing(self, name: str) -> Thing:

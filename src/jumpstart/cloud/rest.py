@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 
 from jumpstart.cloud.policy import Principal
+from jumpstart.cloud.tls import server_context
 from jumpstart.cloud.topics import SHADOW_NAME, THING, ShadowOp, ShadowTopic
 
 if TYPE_CHECKING:
@@ -66,10 +67,8 @@ Response = tuple[int, dict[str, Any]]
 class RestServer:
     def __init__(self, cloud: CloudService) -> None:
         self.cloud = cloud
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(cloud.home.ca_pem))
-        context.load_cert_chain(str(cloud.home.server_pem), str(cloud.home.server_key))
-        context.verify_mode = ssl.CERT_REQUIRED
-        self.context = context
+        home = cloud.home
+        self.context = server_context(home.server_pem, home.server_key, home.ca_pem)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -215,5 +214,5 @@ class RestServer:
         broker.publish(topic, body, int(qos))
         handler = broker.handler_for(topic)
         if handler is not None:
-            broker.dispatch(handler.handle(topic, body, principal), principal.name)
+            broker.dispatch(handler.handle(topic, body, principal))
         return 200, {"message": "OK", "traceId": str(uuid.uuid4())}

@@ -163,7 +163,7 @@ class Broker:
         ):
             session.connection.deliver(Outgoing(topic, payload, 0))
 
-    def dispatch(self, deliveries: Sequence[Delivery], requester: str) -> None:
+    def dispatch(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             if delivery.to_client is not None:
                 self.deliver_to(delivery.to_client, delivery.topic, delivery.payload)

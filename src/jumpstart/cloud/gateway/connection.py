@@ -135,7 +135,7 @@ class ClientConnection:
                 deliveries = handler.throttled(topic, payload)
             else:
                 deliveries = handler.handle(topic, payload, self.principal)
-            self.broker.dispatch(deliveries, self.client_id)
+            self.broker.dispatch(deliveries)
 
     def connection_lost(self) -> None:
         """The transport closed; a will is published unless DISCONNECT came first."""
@@ -312,7 +312,7 @@ class ClientConnection:
         ids = packet.properties.get(PropertyId.SUBSCRIPTION_IDENTIFIER, ())
         sub_id = ids[0] if isinstance(ids, tuple) and ids else None
         codes: list[int] = []
-        fresh: list[tuple[str, int, bool]] = []
+        fresh: list[tuple[str, int]] = []
         for sub in packet.subscriptions:
             if is_shared(sub.topic_filter):
                 codes.append(
@@ -333,10 +333,10 @@ class ClientConnection:
             self.broker.index.add(sub.topic_filter, session)
             codes.append(granted)
             if sub.retain_handling == 0 or (sub.retain_handling == 1 and is_new):
-                fresh.append((sub.topic_filter, granted, sub.retain_as_published))
+                fresh.append((sub.topic_filter, granted))
         self._send(SubAck(packet.packet_id, tuple(codes)))
         # AWS delivers retained messages to exact (wildcard-free) subscriptions only.
-        for topic_filter, granted, _keep in fresh:
+        for topic_filter, granted in fresh:
             retained = self.broker.retained.get(topic_filter)
             if retained is not None:
                 self.deliver(

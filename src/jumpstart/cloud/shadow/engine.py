@@ -183,13 +183,9 @@ def _with_token(doc: dict[str, Json], token: str | None) -> dict[str, Json]:
 def parse_token_request(payload: bytes, settings: ShadowSettings) -> str | None:
     """The clientToken of a ``/get`` or ``/delete`` request (their body is otherwise ignored)."""
     try:
-        request = _parse_request(payload, settings)
+        return _client_token(_parse_request(payload, settings), settings)
     except ShadowError:
         return None  # AWS ignores the body of get and delete
-    try:
-        return _client_token(request, settings)
-    except ShadowError:
-        return None
 
 
 # --- get and delete -----------------------------------------------------------------------

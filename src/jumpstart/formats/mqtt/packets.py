@@ -89,35 +89,32 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True)
-class PubAck:
+class _PublishAck:
+    """The four QoS acknowledgements share one layout (MQTT 5 section 3.4-3.7)."""
+
+    packet_id: int
+    reason_code: int = 0
+    properties: Properties = field(default_factory=_props)
+
+
+@dataclass(frozen=True, slots=True)
+class PubAck(_PublishAck):
     TYPE = PacketType.PUBACK
-    packet_id: int
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
 
 
 @dataclass(frozen=True, slots=True)
-class PubRec:
+class PubRec(_PublishAck):
     TYPE = PacketType.PUBREC
-    packet_id: int
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
 
 
 @dataclass(frozen=True, slots=True)
-class PubRel:
+class PubRel(_PublishAck):
     TYPE = PacketType.PUBREL
-    packet_id: int
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
 
 
 @dataclass(frozen=True, slots=True)
-class PubComp:
+class PubComp(_PublishAck):
     TYPE = PacketType.PUBCOMP
-    packet_id: int
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,19 +171,23 @@ class PingResp:
 
 
 @dataclass(frozen=True, slots=True)
-class Disconnect:
-    TYPE = PacketType.DISCONNECT
+class _Reasoned:
+    """DISCONNECT and AUTH: a reason code and properties, both optional on the wire."""
+
     reason_code: int = 0
     properties: Properties = field(default_factory=_props)
 
 
 @dataclass(frozen=True, slots=True)
-class Auth:
+class Disconnect(_Reasoned):
+    TYPE = PacketType.DISCONNECT
+
+
+@dataclass(frozen=True, slots=True)
+class Auth(_Reasoned):
     """MQTT 5 only: extended authentication exchange."""
 
     TYPE = PacketType.AUTH
-    reason_code: int = 0
-    properties: Properties = field(default_factory=_props)
 
 
 Packet = (
