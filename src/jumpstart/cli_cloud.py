@@ -14,7 +14,9 @@ from rich.console import Console
 from jumpstart.cloud.admin import (
     client_create,
     curl_line,
+    job_create_request,
     operator_credentials,
+    rest_request,
     shadow_request,
     thing_create,
 )
@@ -33,7 +35,9 @@ shadow_app = typer.Typer(
 cloud_app.add_typer(thing_app, name="thing")
 cloud_app.add_typer(client_app, name="client")
 cloud_app.add_typer(cert_app, name="cert")
+job_app = typer.Typer(help="Jobs for fleets, e.g. OTA (as an operator).", no_args_is_help=True)
 cloud_app.add_typer(shadow_app, name="shadow")
+cloud_app.add_typer(job_app, name="job")
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder for the five files.")]
 PortOption = Annotated[int, typer.Option("--port", help="The REST endpoint's port.")]
@@ -154,4 +158,74 @@ def shadow_update_cmd(
 def shadow_delete_cmd(thing: str, name: NameOption = "", port: PortOption = REST_PORT) -> None:
     """Delete THING's shadow."""
     response = shadow_request(_home(), "DELETE", thing, name, port=port)
+    _show(response.status, response.document)
+
+
+@job_app.command("create")
+def job_create_cmd(
+    job_id: str,
+    document: Annotated[Path, typer.Option("--document", help="The job document (JSON file).")],
+    thing: Annotated[
+        list[str] | None, typer.Option("--thing", help="A target thing (repeatable).")
+    ] = None,
+    all_things: Annotated[
+        bool, typer.Option("--all", help="Every registered thing (a snapshot).")
+    ] = False,
+    description: Annotated[str, typer.Option("--description")] = "",
+    port: PortOption = REST_PORT,
+) -> None:
+    """Create job JOB_ID: each target gets a QUEUED execution and a notify-next."""
+    if not thing and not all_things:
+        raise InputError("name the targets: --thing NAME (repeatable) or --all")
+    try:
+        text = document.read_text()
+    except OSError as err:
+        raise InputError(f"cannot read the job document {document}: {err.strerror}") from None
+    response = job_create_request(
+        _home(), job_id, text, list(thing or []), all_things, description, port
+    )
+    _show(response.status, response.document)
+
+
+@job_app.command("list")
+def job_list_cmd(port: PortOption = REST_PORT) -> None:
+    """Every job with its status."""
+    response = rest_request(_home(), "GET", "/jobs", port=port)
+    if response.status >= 400:
+        _show(response.status, response.document)
+    out = _out()
+    for job in response.document.get("jobs", []):
+        out.print(f"{job['jobId']:<32} {job['status']:<12} created {job['createdAt']}")
+
+
+@job_app.command("describe")
+def job_describe_cmd(job_id: str, port: PortOption = REST_PORT) -> None:
+    """JOB_ID, its progress and every thing's execution."""
+    home = _home()
+    job = rest_request(home, "GET", f"/jobs/{job_id}", port=port)
+    if job.status >= 400:
+        _show(job.status, job.document)
+    executions = rest_request(home, "GET", f"/jobs/{job_id}/things", port=port)
+    document = rest_request(home, "GET", f"/jobs/{job_id}/job-document", port=port)
+    out = _out()
+    out.print_json(json.dumps(job.document["job"]))
+    out.print("document:")
+    out.print_json(document.document.get("document", "{}"))
+    for summary in executions.document.get("executionSummaries", []):
+        thing_name = summary["thingArn"].rsplit("/", 1)[-1]
+        state = summary["jobExecutionSummary"]
+        out.print(f"{thing_name:<32} {state['status']}")
+
+
+@job_app.command("cancel")
+def job_cancel_cmd(
+    job_id: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="Cancel IN_PROGRESS executions too.")
+    ] = False,
+    port: PortOption = REST_PORT,
+) -> None:
+    """Cancel JOB_ID's QUEUED executions (and IN_PROGRESS ones with --force)."""
+    query = "?force=true" if force else ""
+    response = rest_request(_home(), "PUT", f"/jobs/{job_id}/cancel{query}", port=port)
     _show(response.status, response.document)

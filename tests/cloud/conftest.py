@@ -43,7 +43,7 @@ def _write(folder: Path, name: str, service: CloudService, role: Role) -> Creden
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
     folder = tmp_path_factory.mktemp("cloud")
-    home = CloudHome(folder / "home")
+    home = CloudHome(folder / "jumpstart" / "cloud")  # as default_home() lays it out
     loop = asyncio.new_event_loop()
     service = CloudService(home, CloudConfig(mqtt_port=0, rest_port=0))
     creds = {}

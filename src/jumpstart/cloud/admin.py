@@ -1,4 +1,5 @@
-"""Operator functions behind ``jumpstart cloud``: things, credentials, shadows over REST."""
+"""Operator functions behind ``jumpstart cloud``: things, credentials, shadows and jobs over
+REST."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from jumpstart.cloud.home import DEFAULT_ENDPOINT, CloudHome
+from jumpstart.cloud.jobs.model import ALL_THINGS_GROUP, group_arn, thing_arn
 from jumpstart.cloud.registry import Registry, Role
 from jumpstart.cloud.service import REST_PORT
 from jumpstart.errors import InputError
 
 __all__ = [
     "GUIDE_FILES",
-    "ShadowResponse",
+    "RestResponse",
     "client_create",
     "curl_line",
+    "job_create_request",
     "operator_credentials",
+    "rest_request",
     "shadow_request",
     "thing_create",
 ]
@@ -84,25 +88,23 @@ def curl_line(thing: str, port: int = REST_PORT, cert_dir: str = "cloud_cfg") ->
 
 
 @dataclass(frozen=True)
-class ShadowResponse:
+class RestResponse:
     status: int
     document: dict[str, Any]
 
 
-def shadow_request(
+def rest_request(
     home: CloudHome,
     method: str,
-    thing: str,
-    shadow_name: str = "",
+    path: str,
     body: bytes = b"",
     port: int = REST_PORT,
     host: str = DEFAULT_ENDPOINT,
-) -> ShadowResponse:
+) -> RestResponse:
     """One REST call to a running cloud with the operator's certificate."""
     cert, key = operator_credentials(home)
     context = ssl.create_default_context(cafile=str(home.ca_pem))
     context.load_cert_chain(str(cert), str(key))
-    path = f"/things/{thing}/shadow" + (f"?name={shadow_name}" if shadow_name else "")
     connection = http.client.HTTPSConnection(host, port, context=context, timeout=10)
     try:
         connection.request(method, path, body=body or None)
@@ -119,4 +121,35 @@ def shadow_request(
         document = json.loads(data) if data else {}
     except ValueError:
         raise InputError(f"the cloud answered {response.status} with non-JSON") from None
-    return ShadowResponse(response.status, document)
+    return RestResponse(response.status, document)
+
+
+def shadow_request(
+    home: CloudHome,
+    method: str,
+    thing: str,
+    shadow_name: str = "",
+    body: bytes = b"",
+    port: int = REST_PORT,
+    host: str = DEFAULT_ENDPOINT,
+) -> RestResponse:
+    """A shadow GET, POST (update) or DELETE as the operator."""
+    path = f"/things/{thing}/shadow" + (f"?name={shadow_name}" if shadow_name else "")
+    return rest_request(home, method, path, body, port, host)
+
+
+def job_create_request(
+    home: CloudHome,
+    job_id: str,
+    document: str,
+    things: list[str],
+    all_things: bool = False,
+    description: str = "",
+    port: int = REST_PORT,
+) -> RestResponse:
+    """CreateJob for ``things`` (or every registered thing) as the operator."""
+    targets = [thing_arn(thing) for thing in things]
+    if all_things:
+        targets.append(group_arn(ALL_THINGS_GROUP))
+    body = {"targets": targets, "document": document, "description": description}
+    return rest_request(home, "PUT", f"/jobs/{job_id}", json.dumps(body).encode(), port)

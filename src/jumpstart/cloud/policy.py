@@ -2,8 +2,8 @@
 
 * device (certificate CN = thing T): publish shadow/jobs requests of T; subscribe to and
   receive anything under ``$aws/things/T/``; read and change T's shadows over REST.
-* app and admin: the same for every thing, any filter, plus non-reserved topics. (They differ
-  in what the jobs and registry APIs let them do.)
+* app and admin: the same for every thing, any filter, plus non-reserved topics. Both read
+  the jobs control plane; only admin creates and cancels jobs.
 
 No client publishes to a reserved topic that is not a request (``update/accepted``,
 ``delta``...): those are the service's.
@@ -52,3 +52,12 @@ class Principal:
 
     def may_access_shadow(self, thing: str) -> bool:
         return self.role is not Role.DEVICE or thing == self.name
+
+    def may_read_jobs(self) -> bool:
+        """The jobs control plane (list, describe): operators and apps, not devices (they
+        use the device-side MQTT API)."""
+        return self.role is not Role.DEVICE
+
+    def may_manage_jobs(self) -> bool:
+        """Create and cancel jobs: operators only."""
+        return self.role is Role.ADMIN

@@ -7,6 +7,17 @@ Routes (spec/cloud.md 2.9)::
     POST /topics/{topic}[?qos=0|1]
     GET  /health
 
+and the jobs control plane (AWS "iot" paths, so boto3's ``iot`` client works)::
+
+    PUT  /jobs/{jobId}                  CreateJob {targets, document, description}
+    GET  /jobs                          ListJobs
+    GET  /jobs/{jobId}                  DescribeJob
+    PUT  /jobs/{jobId}/cancel[?force=]  CancelJob
+    GET  /jobs/{jobId}/job-document     GetJobDocument
+    GET  /jobs/{jobId}/things           ListJobExecutionsForJob
+    GET  /things/{thing}/jobs           ListJobExecutionsForThing
+    GET  /things/{thing}/jobs/{jobId}   DescribeJobExecution
+
 Content-Type is ignored (the guide's ``curl -d`` sends form encoding). Errors carry the
 ``x-amzn-ErrorType`` header botocore reads first, and the shadow error document as body.
 """
@@ -19,11 +30,25 @@ import json
 import ssl
 import time
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
+from jumpstart.cloud.jobs.model import (
+    ALL_THINGS_GROUP,
+    Job,
+    JobExecution,
+    JobsError,
+    JobsErrorCode,
+    execution_counts,
+    job_arn,
+    parse_target,
+    thing_arn,
+)
+from jumpstart.cloud.jobs.store import JobExistsError
+from jumpstart.cloud.messages import Message
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.tls import server_context
 from jumpstart.cloud.topics import SHADOW_NAME, THING, ShadowOp, ShadowTopic
@@ -54,11 +79,20 @@ DEFAULT_PAGE_SIZE = 25
 _METHODS = {"GET": ShadowOp.GET, "POST": ShadowOp.UPDATE, "DELETE": ShadowOp.DELETE}
 
 
+# The jobs errors' HTTP status and botocore ``iot`` error shape.
+_JOBS_ERRORS = {
+    JobsErrorCode.RESOURCE_NOT_FOUND: (404, "ResourceNotFoundException"),
+    JobsErrorCode.INVALID_STATE_TRANSITION: (409, "InvalidStateTransitionException"),
+    JobsErrorCode.VERSION_MISMATCH: (409, "VersionConflictException"),
+}
+
+
 class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, error_type: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.error_type = error_type or ERROR_TYPES.get(status, "Exception")
 
 
 Response = tuple[int, dict[str, Any]]
@@ -98,10 +132,10 @@ class RestServer:
                 request, body = await self._receive(conn, reader)
                 if request is None:
                     return
-                status, doc = self.respond(principal, request, body)
+                status, doc, error_type = self.respond(principal, request, body)
                 headers = [("Content-Type", "application/json")]
-                if status >= 400:
-                    headers.append(("x-amzn-ErrorType", ERROR_TYPES.get(status, "Exception")))
+                if error_type:
+                    headers.append(("x-amzn-ErrorType", error_type))
                 headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
                 payload = json.dumps(doc, separators=(",", ":")).encode()
                 writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
@@ -142,12 +176,21 @@ class RestServer:
 
     # routing -----------------------------------------------------------------------------
 
-    def respond(self, principal: Principal | None, request: h11.Request, body: bytes) -> Response:
+    def respond(
+        self, principal: Principal | None, request: h11.Request, body: bytes
+    ) -> tuple[int, dict[str, Any], str | None]:
+        """Status, JSON body and, for errors, the ``x-amzn-ErrorType``."""
         now = int(time.time())
         try:
-            return self._route(principal, request, body)
+            status, doc = self._route(principal, request, body)
         except _HttpError as err:
-            return err.status, {"code": err.status, "message": err.message, "timestamp": now}
+            doc = {"code": err.status, "message": err.message, "timestamp": now}
+            return err.status, doc, err.error_type
+        except JobsError as err:
+            status, error_type = _JOBS_ERRORS.get(err.code, (400, "InvalidRequestException"))
+            return status, {"message": err.message}, error_type
+        error = ERROR_TYPES.get(status, "Exception") if status >= 400 else None
+        return status, doc, error
 
     def _route(self, principal: Principal | None, request: h11.Request, body: bytes) -> Response:
         method = request.method.decode()
@@ -164,6 +207,10 @@ class RestServer:
             if method != "GET":
                 raise _HttpError(405, "Method Not Allowed")
             return self._list_named(principal, parts[4], query)
+        if parts and parts[0] == "jobs":
+            return self._jobs(principal, method, parts[1:], query, body)
+        if len(parts) in (3, 4) and parts[0] == "things" and parts[2] == "jobs":
+            return self._thing_jobs(principal, method, parts[1], parts[3:])
         if parts and parts[0] == "topics" and len(parts) >= 2:
             if method != "POST":
                 raise _HttpError(405, "Method Not Allowed")
@@ -214,5 +261,147 @@ class RestServer:
         broker.publish(topic, body, int(qos))
         handler = broker.handler_for(topic)
         if handler is not None:
-            broker.dispatch(handler.handle(topic, body, principal))
+            # No MQTT client asked, so replies meant for the requester go nowhere.
+            broker.dispatch(handler.handle(topic, body, principal, ""))
         return 200, {"message": "OK", "traceId": str(uuid.uuid4())}
+
+    # jobs control plane -------------------------------------------------------------------
+
+    def _jobs(
+        self,
+        principal: Principal,
+        method: str,
+        parts: list[str],
+        query: dict[str, str],
+        body: bytes,
+    ) -> Response:
+        jobs = self.cloud.jobs
+        writing = method == "PUT"
+        if not (principal.may_manage_jobs() if writing else principal.may_read_jobs()):
+            raise _HttpError(403, "Forbidden")
+        if not parts:
+            _expect(method, "GET")
+            return 200, {"jobs": [_job_summary(job) for job in jobs.jobs()]}
+        job_id, rest = parts[0], parts[1:]
+        if not rest and method == "PUT":
+            return self._create_job(job_id, body)
+        if not rest:
+            _expect(method, "GET")
+            job = jobs.job(job_id)
+            return 200, {"documentSource": None, "job": _job_detail(job, jobs.executions(job_id))}
+        if rest == ["cancel"]:
+            _expect(method, "PUT")
+            job, messages = jobs.cancel_job(job_id, query.get("force", "false") == "true")
+            self._publish_all(messages)
+            return 200, {"jobArn": job_arn(job.job_id), "jobId": job.job_id}
+        if rest == ["job-document"]:
+            _expect(method, "GET")
+            return 200, {"document": jobs.job(job_id).document}
+        if rest == ["things"]:
+            _expect(method, "GET")
+            summaries = [
+                {"thingArn": thing_arn(e.thing), "jobExecutionSummary": _execution_summary(e)}
+                for e in jobs.executions(job_id)
+            ]
+            return 200, {"executionSummaries": summaries}
+        raise _HttpError(404, "Not Found")
+
+    def _create_job(self, job_id: str, body: bytes) -> Response:
+        try:
+            request = json.loads(body)
+        except ValueError:
+            raise _HttpError(400, "The request body is not JSON") from None
+        if not isinstance(request, dict):
+            raise _HttpError(400, "The request body must be a JSON object")
+        targets, document = request.get("targets"), request.get("document")
+        description = request.get("description", "")
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise _HttpError(400, "targets must be a list of thing or thing group ARNs")
+        if not isinstance(document, str) or not isinstance(description, str):
+            raise _HttpError(400, "document and description must be strings")
+        with self.cloud.home.registry() as registry:
+            known = [thing.name for thing in registry.things()]
+        things: list[str] = []
+        for target in targets:
+            kind, name = parse_target(target)
+            if kind == "thinggroup" and name == ALL_THINGS_GROUP:
+                things.extend(known)
+            elif kind == "thinggroup":
+                raise _HttpError(404, f"Thing group {name} not found")
+            elif name not in known:
+                raise _HttpError(400, f"Thing {name} is not registered")
+            else:
+                things.append(name)
+        try:
+            job, messages = self.cloud.jobs.create_job(job_id, document, things, description)
+        except JobExistsError:
+            raise _HttpError(
+                409, f"Job {job_id} already exists", "ResourceAlreadyExistsException"
+            ) from None
+        self._publish_all(messages)
+        return 200, {"jobArn": job_arn(job.job_id), "jobId": job.job_id, "description": description}
+
+    def _thing_jobs(
+        self, principal: Principal, method: str, thing: str, rest: list[str]
+    ) -> Response:
+        _expect(method, "GET")
+        if not principal.may_read_jobs():
+            raise _HttpError(403, "Forbidden")
+        jobs = self.cloud.jobs
+        if not rest:
+            summaries = [
+                {"jobId": e.job_id, "jobExecutionSummary": _execution_summary(e)}
+                for e in jobs.store.executions_for_thing(thing)
+            ]
+            return 200, {"executionSummaries": summaries}
+        execution = jobs.execution(rest[0], thing)
+        doc = {
+            "jobId": execution.job_id,
+            "thingArn": thing_arn(thing),
+            "statusDetails": {"detailsMap": dict(execution.status_details)},
+            **_execution_summary(execution),
+            "versionNumber": execution.version,
+        }
+        return 200, {"execution": doc}
+
+    def _publish_all(self, messages: Iterable[Message]) -> None:
+        for message in messages:
+            self.cloud.broker.publish(message.topic, message.payload)
+
+
+def _expect(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise _HttpError(405, "Method Not Allowed")
+
+
+def _execution_summary(execution: JobExecution) -> dict[str, Any]:
+    doc: dict[str, Any] = {"status": execution.status.value, "queuedAt": execution.queued_at}
+    if execution.started_at is not None:
+        doc["startedAt"] = execution.started_at
+    doc["lastUpdatedAt"] = execution.last_updated_at
+    doc["executionNumber"] = execution.execution_number
+    return doc
+
+
+def _job_summary(job: Job) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "jobArn": job_arn(job.job_id),
+        "jobId": job.job_id,
+        "targetSelection": "SNAPSHOT",
+        "status": job.status.value,
+        "createdAt": job.created_at,
+        "lastUpdatedAt": job.last_updated_at,
+    }
+    if job.completed_at is not None:
+        doc["completedAt"] = job.completed_at
+    return doc
+
+
+def _job_detail(job: Job, executions: list[JobExecution]) -> dict[str, Any]:
+    doc = _job_summary(job)
+    doc.update(
+        targets=[thing_arn(thing) for thing in job.things],
+        description=job.description,
+        jobProcessDetails=execution_counts(executions),
+    )
+    return doc

@@ -1,4 +1,5 @@
-"""The whole local cloud in one event loop: registry, shadow service, gateway, REST API.
+"""The whole local cloud in one event loop: registry, shadow and jobs services, gateway,
+REST API.
 
 ``async with CloudService(home) as cloud:`` starts it; ``cloud.mqtt_port`` and
 ``cloud.rest_port`` say where it listens (0 asks for free ports).
@@ -10,9 +11,12 @@ import asyncio
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from jumpstart.cloud.gateway.broker import Broker, BrokerLimits
+from jumpstart.cloud.gateway.broker import Broker, BrokerLimits, RequestHandler
 from jumpstart.cloud.gateway.server import GatewayServer
 from jumpstart.cloud.home import CloudHome
+from jumpstart.cloud.jobs.mqtt import JobsRequests
+from jumpstart.cloud.jobs.service import JobsService
+from jumpstart.cloud.jobs.store import JobStore, SqliteJobStore
 from jumpstart.cloud.pki import certificate_id
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.registry import CertStatus, Registry
@@ -28,6 +32,8 @@ __all__ = ["CloudConfig", "CloudService"]
 # AWS IoT's ports: MQTT over TLS on 8883, the REST data endpoint on 8443.
 MQTT_PORT = 8883
 REST_PORT = 8443
+# Step timeouts are in minutes; a sweep every few seconds is precise enough.
+JOB_SWEEP_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class CloudService:
         home: CloudHome,
         config: CloudConfig | None = None,
         store: ShadowStore | None = None,
+        job_store: JobStore | None = None,
     ) -> None:
         self.home = home
         self.config = config or CloudConfig()
@@ -52,12 +59,16 @@ class CloudService:
         self.registry = Registry(home.registry_path, self.ca)
         self.store = store or SqliteShadowStore(home.shadows_path)
         self.shadows = ShadowService(self.store, self.config.shadow)
-        self.broker = Broker([ShadowRequests(self.shadows)], self.config.limits)
+        self.job_store = job_store or SqliteJobStore(home.jobs_path)
+        self.jobs = JobsService(self.job_store)
+        handlers: list[RequestHandler] = [ShadowRequests(self.shadows), JobsRequests(self.jobs)]
+        self.broker = Broker(handlers, self.config.limits)
         context = server_context(home.server_pem, home.server_key, home.ca_pem)
         self.gateway = GatewayServer(self.broker, context, self.authenticate)
         self.mqtt_port = 0
         self.rest_port = 0
         self.rest = RestServer(self)
+        self._sweeper: asyncio.Task[None] | None = None
 
     def authenticate(self, der: bytes) -> Principal | None:
         """The principal of an active certificate issued by this cloud, else None."""
@@ -69,11 +80,21 @@ class CloudService:
     async def start(self) -> None:
         self.mqtt_port = await self.gateway.start(self.config.host, self.config.mqtt_port)
         self.rest_port = await self.rest.start(self.config.host, self.config.rest_port)
+        self._sweeper = asyncio.create_task(self._sweep_job_timeouts())
+
+    async def _sweep_job_timeouts(self) -> None:
+        while True:
+            await asyncio.sleep(JOB_SWEEP_S)
+            for message in self.jobs.expire_timeouts():
+                self.broker.publish(message.topic, message.payload)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await self.rest.close()
         await self.gateway.close()
         self.store.close()
+        self.job_store.close()
         self.registry.close()
 
     async def __aenter__(self) -> CloudService:

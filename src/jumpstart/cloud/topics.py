@@ -76,18 +76,21 @@ def parse_shadow_topic(topic: str) -> ShadowTopic | None:
         return None
 
 
-_JOBS_REQUESTS = {("get",), ("start-next",)}
+# Topics under .../jobs/ that only the service publishes.
+_JOBS_SERVICE_ONLY = {"notify", "notify-next", "accepted", "rejected"}
 
 
 def parse_jobs_topic(topic: str) -> JobsTopic | None:
-    """A jobs request topic (get, start-next, {jobId}/get, {jobId}/update), or None."""
+    """A request to the jobs service: any topic under ``$aws/things/{thing}/jobs/`` but the
+    service's own (notifications, replies). Those that map to no operation are still
+    requests: AWS answers them with ``InvalidTopic`` on ``{topic}/rejected``."""
     levels = topic.split("/")
     if len(levels) < 5 or levels[:2] != ["$aws", "things"] or levels[3] != "jobs":
         return None
     parts = tuple(levels[4:])
-    if parts in _JOBS_REQUESTS or (len(parts) == 2 and parts[1] in ("get", "update")):
-        return JobsTopic(levels[2], parts)
-    return None
+    if parts[-1] in _JOBS_SERVICE_ONLY or not THING.fullmatch(levels[2]):
+        return None
+    return JobsTopic(levels[2], parts)
 
 
 def is_reserved(topic: str) -> bool:

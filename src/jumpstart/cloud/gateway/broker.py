@@ -45,9 +45,11 @@ class Delivery:
 class RequestHandler(Protocol):
     def accepts(self, topic: str) -> bool: ...
 
-    def handle(self, topic: str, payload: bytes, principal: Principal) -> Sequence[Delivery]: ...
+    def handle(
+        self, topic: str, payload: bytes, principal: Principal, client_id: str
+    ) -> Sequence[Delivery]: ...
 
-    def throttled(self, topic: str, payload: bytes) -> Sequence[Delivery]:
+    def throttled(self, topic: str, payload: bytes, client_id: str) -> Sequence[Delivery]:
         """The reply to a request over the in-flight limit."""
 
 
@@ -153,15 +155,17 @@ class Broker:
             session.queue.append(message)
 
     def deliver_to(self, client_id: str, topic: str, payload: bytes) -> None:
+        """Send to one client whether or not it subscribed (AWS's jobs replies), at the QoS
+        of its best matching subscription (0 without one)."""
         session = self.sessions.get(client_id)
-        # AWS answers the requester even without a subscription; one that subscribed has
-        # had the reply routed already.
-        if (
-            session is not None
-            and session.connection is not None
-            and not any(s is session for _, s in self.index.matches(topic))
-        ):
-            session.connection.deliver(Outgoing(topic, payload, 0))
+        if session is None or session.connection is None:
+            return
+        qos = 0
+        for topic_filter, subscriber in self.index.matches(topic):
+            options = subscriber.subscriptions.get(topic_filter)
+            if subscriber is session and options is not None:
+                qos = max(qos, options.qos)
+        session.connection.deliver(Outgoing(topic, payload, qos))
 
     def dispatch(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:

@@ -132,9 +132,9 @@ class ClientConnection:
             if self.state is State.CLOSED or self.principal is None:
                 return
             if count >= limit:
-                deliveries = handler.throttled(topic, payload)
+                deliveries = handler.throttled(topic, payload, self.client_id)
             else:
-                deliveries = handler.handle(topic, payload, self.principal)
+                deliveries = handler.handle(topic, payload, self.principal, self.client_id)
             self.broker.dispatch(deliveries)
 
     def connection_lost(self) -> None:

@@ -22,13 +22,15 @@ class ShadowRequests:
     def accepts(self, topic: str) -> bool:
         return parse_shadow_topic(topic) is not None
 
-    def handle(self, topic: str, payload: bytes, principal: Principal) -> Sequence[Delivery]:
+    def handle(
+        self, topic: str, payload: bytes, principal: Principal, client_id: str
+    ) -> Sequence[Delivery]:
         request = parse_shadow_topic(topic)
         assert request is not None
         reply = self.service.handle(request, payload)
         return [Delivery(m.topic, m.payload) for m in reply.messages]
 
-    def throttled(self, topic: str, payload: bytes) -> Sequence[Delivery]:
+    def throttled(self, topic: str, payload: bytes, client_id: str) -> Sequence[Delivery]:
         token = parse_token_request(payload, self.service.settings)
         doc = ShadowError(429, "Too Many Requests", token).document(int(time.time()))
         return [Delivery(f"{topic}/rejected", json.dumps(doc).encode())]

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jumpstart.cloud.messages import Message
 from jumpstart.cloud.shadow.engine import (
     ShadowError,
     ShadowSettings,
@@ -28,12 +29,6 @@ __all__ = ["Message", "ShadowReply", "ShadowService"]
 
 # A save that loses a race with another engine instance retries this often.
 SAVE_ATTEMPTS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    topic: str
-    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
