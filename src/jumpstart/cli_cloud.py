@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -113,6 +114,9 @@ def serve_cmd(
     config = CloudConfig(host=host, mqtt_port=mqtt_port, rest_port=rest_port)
 
     async def run() -> None:
+        # SIGTERM (a service manager's stop) ends it as cleanly as Ctrl-C.
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         async with CloudService(home, config) as cloud:
             out = _out()
             out.print(f"[bold]jumpstart cloud[/] data in {home.path}")
@@ -123,10 +127,11 @@ def serve_cmd(
             out.print(f"  export CURL_CA_BUNDLE={home.ca_pem}")
             out.print("  " + curl_line("$(cat cloud_cfg/deviceid.txt)", cloud.rest_port))
             out.print("Ctrl-C stops the cloud.")
-            await cloud.serve_forever()
+            await stop.wait()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+    _out().print("cloud stopped")
 
 
 def _show(status: int, document: dict[str, object]) -> None:

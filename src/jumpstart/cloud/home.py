@@ -5,6 +5,7 @@ server.key, server.pem  the endpoint's certificate (localhost, 127.0.0.1)
 registry.db             things and certificates (SQLite)
 shadows.db              shadow documents (SQLite, the default store)
 jobs.db                 jobs and their executions
+retained.db             retained MQTT messages
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ class CloudHome:
     @property
     def jobs_path(self) -> Path:
         return self.path / "jobs.db"
+
+    @property
+    def retained_path(self) -> Path:
+        return self.path / "retained.db"
 
     def ensure(self) -> CertificateAuthority:
         """Create the folder, the CA and the server certificate on first use."""

@@ -4,7 +4,7 @@ Routes (spec/cloud.md 2.9)::
 
     GET|POST|DELETE /things/{thing}/shadow[?name={shadow}]
     GET  /api/things/shadow/ListNamedShadowsForThing/{thing}[?nextToken=&pageSize=]
-    POST /topics/{topic}[?qos=0|1]
+    POST /topics/{topic}[?qos=0|1&retain=true|false]
     GET  /health
 
 and the jobs control plane (AWS "iot" paths, so boto3's ``iot`` client works)::
@@ -147,6 +147,10 @@ class RestServer:
                 conn.start_next_cycle()
         except (h11.RemoteProtocolError, _HttpError, ConnectionError, TimeoutError, ssl.SSLError):
             return
+        except asyncio.CancelledError:
+            # close() cancels open connections; asyncio's start_server callback would log a
+            # cancelled handler task as an error (CPython 3.11 streams.py), so end normally.
+            return
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -252,13 +256,15 @@ class RestServer:
     def _publish(
         self, principal: Principal, topic: str, query: dict[str, str], body: bytes
     ) -> Response:
-        qos = query.get("qos", "0")
-        if qos not in ("0", "1"):
-            raise _HttpError(400, "qos must be 0 or 1")
+        qos, retain = query.get("qos", "0"), query.get("retain", "false")
+        if qos not in ("0", "1") or retain not in ("true", "false"):
+            raise _HttpError(400, "qos must be 0 or 1, retain true or false")
         if not principal.may_publish(topic):
             raise _HttpError(403, "Forbidden")
         broker = self.cloud.broker
-        broker.publish(topic, body, int(qos))
+        if retain == "true" and topic.startswith("$"):
+            raise _HttpError(400, "Retained messages are not allowed on reserved topics")
+        broker.publish(topic, body, int(qos), retain=retain == "true")
         handler = broker.handler_for(topic)
         if handler is not None:
             # No MQTT client asked, so replies meant for the requester go nowhere.

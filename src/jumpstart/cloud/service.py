@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from jumpstart.cloud.gateway.broker import Broker, BrokerLimits, RequestHandler
+from jumpstart.cloud.gateway.retained import SqliteRetainedStore
 from jumpstart.cloud.gateway.server import GatewayServer
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.jobs.mqtt import JobsRequests
@@ -62,7 +63,8 @@ class CloudService:
         self.job_store = job_store or SqliteJobStore(home.jobs_path)
         self.jobs = JobsService(self.job_store)
         handlers: list[RequestHandler] = [ShadowRequests(self.shadows), JobsRequests(self.jobs)]
-        self.broker = Broker(handlers, self.config.limits)
+        self.retained = SqliteRetainedStore(home.retained_path)
+        self.broker = Broker(handlers, self.config.limits, retained_store=self.retained)
         context = server_context(home.server_pem, home.server_key, home.ca_pem)
         self.gateway = GatewayServer(self.broker, context, self.authenticate)
         self.mqtt_port = 0
@@ -95,6 +97,7 @@ class CloudService:
         await self.gateway.close()
         self.store.close()
         self.job_store.close()
+        self.retained.close()
         self.registry.close()
 
     async def __aenter__(self) -> CloudService:
@@ -108,6 +111,3 @@ class CloudService:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    async def serve_forever(self) -> None:
-        await asyncio.Event().wait()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from jumpstart.cloud.gateway.retained import RetainedStore
 from jumpstart.cloud.gateway.session import Outgoing, Session, SubscriptionIndex
 from jumpstart.formats.mqtt import PropertyId
 from jumpstart.formats.mqtt.packets import NO_PROPERTIES
@@ -59,13 +60,18 @@ class Broker:
         handlers: Sequence[RequestHandler] = (),
         limits: BrokerLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        retained_store: RetainedStore | None = None,
     ) -> None:
         self.handlers = list(handlers)
         self.limits = limits or BrokerLimits()
         self.clock = clock
         self.sessions: dict[str, Session] = {}
         self.index = SubscriptionIndex()
-        self.retained: dict[str, Outgoing] = {}
+        self.retained_store = retained_store
+        stored = retained_store.load() if retained_store is not None else {}
+        self.retained: dict[str, Outgoing] = {
+            topic: Outgoing(topic, payload, qos, True) for topic, (payload, qos) in stored.items()
+        }
         self.connections: set[ClientConnection] = set()
         self.routed = 0
 
@@ -121,10 +127,7 @@ class Broker:
     ) -> int:
         """Route to every matching subscription; the number of sessions reached."""
         if retain:
-            if payload:
-                self.retained[topic] = Outgoing(topic, payload, qos, True)
-            else:
-                self.retained.pop(topic, None)
+            self._retain(topic, payload, qos)
         reached: dict[str, tuple[Session, int, int | None, bool]] = {}
         for _topic_filter, session in self.index.matches(topic):
             options = session.subscriptions.get(_topic_filter)
@@ -147,6 +150,15 @@ class Broker:
             self.send(session, Outgoing(topic, payload, granted, keep_retain, properties))
         self.routed += 1
         return len(reached)
+
+    def _retain(self, topic: str, payload: bytes, qos: int) -> None:
+        store = self.retained_store
+        if payload:
+            self.retained[topic] = Outgoing(topic, payload, qos, True)
+            if store is not None:
+                store.put(topic, payload, qos)
+        elif self.retained.pop(topic, None) is not None and store is not None:
+            store.delete(topic)
 
     def send(self, session: Session, message: Outgoing) -> None:
         if session.connection is not None:
