@@ -12,6 +12,7 @@ from collections.abc import Callable
 from esp_idf_defs.partitions import PartitionTable as Reference
 from esptool.bin_image import LoadFirmwareImage
 
+import cloud as cloud_benchmarks  # benchmarks/cloud.py
 import device as device_benchmarks  # benchmarks/device.py
 import nvs as nvs_benchmarks  # benchmarks/nvs.py
 import provisioning as provisioning_benchmarks  # benchmarks/provisioning.py
@@ -58,3 +59,4 @@ if __name__ == "__main__":
     nvs_benchmarks.main()
     device_benchmarks.main()
     provisioning_benchmarks.main()
+    cloud_benchmarks.main()

@@ -138,6 +138,7 @@ class RestServer:
                     headers.append(("x-amzn-ErrorType", error_type))
                 headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
                 payload = json.dumps(doc, separators=(",", ":")).encode()
+                headers.append(("Content-Length", str(len(payload))))
                 writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
                 writer.write(conn.send(h11.Data(data=payload)))
                 writer.write(conn.send(h11.EndOfMessage()))
