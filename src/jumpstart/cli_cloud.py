@@ -23,7 +23,13 @@ from jumpstart.cloud.admin import (
 )
 from jumpstart.cloud.home import CloudHome, default_home
 from jumpstart.cloud.registry import Role
-from jumpstart.cloud.service import MQTT_PORT, REST_PORT, CloudConfig, CloudService
+from jumpstart.cloud.service import (
+    MQTT_PORT,
+    REST_PORT,
+    CloudConfig,
+    CloudService,
+    open_stores,
+)
 from jumpstart.errors import InputError
 
 cloud_app = typer.Typer(help="The local AWS IoT compatible device cloud.", no_args_is_help=True)
@@ -107,17 +113,22 @@ def serve_cmd(
     mqtt_port: Annotated[int, typer.Option("--mqtt-port")] = MQTT_PORT,
     rest_port: Annotated[int, typer.Option("--rest-port")] = REST_PORT,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    store: Annotated[
+        str,
+        typer.Option("--store", help="sqlite (files in the cloud's folder) or postgresql://..."),
+    ] = "sqlite",
 ) -> None:
     """Run the cloud (MQTT gateway and REST API) until Ctrl-C."""
     home = _home()
     operator_credentials(home)
     config = CloudConfig(host=host, mqtt_port=mqtt_port, rest_port=rest_port)
+    shadow_store, job_store = open_stores(home, store)
 
     async def run() -> None:
         # SIGTERM (a service manager's stop) ends it as cleanly as Ctrl-C.
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        async with CloudService(home, config) as cloud:
+        async with CloudService(home, config, shadow_store, job_store) as cloud:
             out = _out()
             out.print(f"[bold]jumpstart cloud[/] data in {home.path}")
             out.print(f"  MQTT (mutual TLS)  mqtts://localhost:{cloud.mqtt_port}")

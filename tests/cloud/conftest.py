@@ -12,7 +12,8 @@ import pytest
 
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import Role
-from jumpstart.cloud.service import CloudConfig, CloudService
+from jumpstart.cloud.service import CloudConfig, CloudService, open_stores
+from tests.postgres_cluster import fresh_schema
 
 
 @dataclass
@@ -40,12 +41,19 @@ def _write(folder: Path, name: str, service: CloudService, role: Role) -> Creden
     return Credentials(name, cert, key)
 
 
-@pytest.fixture(scope="module")
-def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cloud(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningCloud]:
+    """The cloud on each store backend: every test of tests/cloud runs on both."""
     folder = tmp_path_factory.mktemp("cloud")
     home = CloudHome(folder / "jumpstart" / "cloud")  # as default_home() lays it out
     loop = asyncio.new_event_loop()
-    service = CloudService(home, CloudConfig(mqtt_port=0, rest_port=0))
+    url = None
+    if request.param == "postgresql":
+        url = fresh_schema(request.getfixturevalue("postgres_url"))
+    stores = open_stores(home, url)
+    service = CloudService(home, CloudConfig(mqtt_port=0, rest_port=0), *stores)
     creds = {}
     for thing in ("outlet1", "outlet2"):
         service.registry.create_thing(thing)

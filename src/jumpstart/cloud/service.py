@@ -27,8 +27,9 @@ from jumpstart.cloud.shadow.mqtt import ShadowRequests
 from jumpstart.cloud.shadow.service import ShadowService
 from jumpstart.cloud.shadow.store import ShadowStore, SqliteShadowStore
 from jumpstart.cloud.tls import server_context
+from jumpstart.errors import InputError
 
-__all__ = ["CloudConfig", "CloudService"]
+__all__ = ["CloudConfig", "CloudService", "open_stores"]
 
 # AWS IoT's ports: MQTT over TLS on 8883, the REST data endpoint on 8443.
 MQTT_PORT = 8883
@@ -44,6 +45,20 @@ class CloudConfig:
     rest_port: int = REST_PORT
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     limits: BrokerLimits = field(default_factory=BrokerLimits)
+
+
+def open_stores(home: CloudHome, url: str | None = None) -> tuple[ShadowStore, JobStore]:
+    """The shadow and job stores: SQLite files in ``home`` (the default, ``sqlite``), or a
+    PostgreSQL database shared by several engines (``postgresql://user@host/db``)."""
+    if url is None or url == "sqlite":
+        home.path.mkdir(parents=True, exist_ok=True)
+        return SqliteShadowStore(home.shadows_path), SqliteJobStore(home.jobs_path)
+    if url.startswith(("postgresql://", "postgres://")):
+        from jumpstart.cloud.postgres import PostgresJobStore, PostgresShadowStore  # noqa: PLC0415
+
+        shadows = PostgresShadowStore(url)
+        return shadows, PostgresJobStore(url)
+    raise InputError(f"unknown store {url!r}: use 'sqlite' or a postgresql:// URL")
 
 
 class CloudService:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,11 @@ import pytest
 
 from jumpstart.cloud.jobs.model import ExecutionStatus, JobsError, JobStatus
 from jumpstart.cloud.jobs.service import JobsReply, JobsService
-from jumpstart.cloud.jobs.store import JobExistsError, SqliteJobStore
+from jumpstart.cloud.jobs.store import JobExistsError, JobStore, SqliteJobStore
 from jumpstart.cloud.messages import Message
+from jumpstart.cloud.postgres import PostgresJobStore
 from jumpstart.cloud.topics import parse_jobs_topic
+from tests.postgres_cluster import fresh_schema
 
 T0 = 1_700_000_000
 DOC = json.dumps({"operation": "ota", "url": "https://localhost/fw.bin"})
@@ -31,9 +34,16 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def jobs(tmp_path: Path, clock: Clock) -> JobsService:
-    return JobsService(SqliteJobStore(tmp_path / "jobs.db"), clock)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def jobs(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[JobsService]:
+    """The service on each store backend: the same suite must pass on both."""
+    store: JobStore
+    if request.param == "sqlite":
+        store = SqliteJobStore(tmp_path / "jobs.db")
+    else:
+        store = PostgresJobStore(fresh_schema(request.getfixturevalue("postgres_url")))
+    yield JobsService(store, clock)
+    store.close()
 
 
 def call(jobs: JobsService, thing: str, op: str, body: Any = None) -> tuple[str, dict[str, Any]]:

@@ -8,11 +8,21 @@ import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from jumpstart.cloud.jobs.model import ExecutionStatus, Job, JobExecution, JobStatus
 
-__all__ = ["JobExistsError", "JobStore", "SqliteJobStore", "StaleExecutionError"]
+__all__ = [
+    "EXECUTION_COLUMNS",
+    "JOB_COLUMNS",
+    "JobExistsError",
+    "JobStore",
+    "SqliteJobStore",
+    "StaleExecutionError",
+    "execution_from_row",
+    "execution_row",
+    "job_from_row",
+]
 
 
 class StaleExecutionError(Exception):
@@ -79,17 +89,17 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE INDEX IF NOT EXISTS executions_job ON executions(job_id);
 """
 
-_JOB_COLUMNS = (
+JOB_COLUMNS = (
     "job_id, document, description, things, status, created_at, last_updated_at, "
     "completed_at, sequence"
 )
-_EXECUTION_COLUMNS = (
+EXECUTION_COLUMNS = (
     "job_id, thing, status, status_details, queued_at, started_at, last_updated_at, "
     "version, execution_number, timeout_at, sequence"
 )
 
 
-def _job(row: tuple) -> Job:  # type: ignore[type-arg]
+def job_from_row(row: tuple[Any, ...]) -> Job:
     return Job(
         job_id=row[0],
         document=row[1],
@@ -103,7 +113,7 @@ def _job(row: tuple) -> Job:  # type: ignore[type-arg]
     )
 
 
-def _execution(row: tuple) -> JobExecution:  # type: ignore[type-arg]
+def execution_from_row(row: tuple[Any, ...]) -> JobExecution:
     return JobExecution(
         job_id=row[0],
         thing=row[1],
@@ -119,7 +129,7 @@ def _execution(row: tuple) -> JobExecution:  # type: ignore[type-arg]
     )
 
 
-def _execution_row(e: JobExecution) -> tuple:  # type: ignore[type-arg]
+def execution_row(e: JobExecution) -> tuple[Any, ...]:
     return (
         e.job_id,
         e.thing,
@@ -164,9 +174,9 @@ class SqliteJobStore:
             )
             sequence = cursor.lastrowid or 0
             db.executemany(
-                f"INSERT INTO executions ({_EXECUTION_COLUMNS}) "
+                f"INSERT INTO executions ({EXECUTION_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_execution_row(replace(e, sequence=sequence)) for e in executions],
+                [execution_row(replace(e, sequence=sequence)) for e in executions],
             )
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")
@@ -179,13 +189,13 @@ class SqliteJobStore:
 
     def job(self, job_id: str) -> Job | None:
         row = self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id=?", (job_id,)
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id=?", (job_id,)
         ).fetchone()
-        return _job(row) if row else None
+        return job_from_row(row) if row else None
 
     def jobs(self) -> list[Job]:
-        rows = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY sequence")
-        return [_job(row) for row in rows]
+        rows = self._db.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY sequence")
+        return [job_from_row(row) for row in rows]
 
     def save_job(self, job: Job) -> None:
         self._db.execute(
@@ -195,32 +205,32 @@ class SqliteJobStore:
 
     def execution(self, job_id: str, thing: str) -> JobExecution | None:
         row = self._db.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE job_id=? AND thing=?",
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id=? AND thing=?",
             (job_id, thing),
         ).fetchone()
-        return _execution(row) if row else None
+        return execution_from_row(row) if row else None
 
     def executions_for_thing(self, thing: str) -> list[JobExecution]:
         rows = self._db.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE thing=? ORDER BY sequence",
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE thing=? ORDER BY sequence",
             (thing,),
         )
-        return [_execution(row) for row in rows]
+        return [execution_from_row(row) for row in rows]
 
     def executions_for_job(self, job_id: str) -> list[JobExecution]:
         rows = self._db.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE job_id=? ORDER BY thing",
+            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id=? ORDER BY thing",
             (job_id,),
         )
-        return [_execution(row) for row in rows]
+        return [execution_from_row(row) for row in rows]
 
     def due_timeouts(self, now: int) -> list[JobExecution]:
         rows = self._db.execute(
-            f"SELECT {_EXECUTION_COLUMNS} FROM executions "
+            f"SELECT {EXECUTION_COLUMNS} FROM executions "
             "WHERE status='IN_PROGRESS' AND timeout_at IS NOT NULL AND timeout_at<=?",
             (now,),
         )
-        return [_execution(row) for row in rows]
+        return [execution_from_row(row) for row in rows]
 
     def save_execution(self, execution: JobExecution, loaded_version: int) -> None:
         e = execution
