@@ -8,19 +8,17 @@ write commits before it returns (synchronous_commit as the server has it, on by 
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
 from jumpstart.cloud.jobs.model import Job, JobExecution
 from jumpstart.cloud.jobs.store import (
     EXECUTION_COLUMNS,
-    JOB_COLUMNS,
+    JOB_INSERT_COLUMNS,
     JobExistsError,
-    StaleExecutionError,
-    execution_from_row,
+    SqlJobStore,
     execution_row,
-    job_from_row,
+    job_row,
 )
 from jumpstart.cloud.shadow.engine import StoredShadow
 from jumpstart.cloud.shadow.store import StaleShadowError
@@ -120,7 +118,9 @@ class PostgresShadowStore:
         self._db.close()
 
 
-class PostgresJobStore:
+class PostgresJobStore(SqlJobStore):
+    """The shared queries on PostgreSQL; ``create`` reads the sequence back with RETURNING."""
+
     def __init__(self, url: str) -> None:
         self._db = connect(url)
         self._db.execute(_JOBS_SCHEMA)
@@ -131,19 +131,9 @@ class PostgresJobStore:
         try:
             with self._db.transaction():
                 row = self._db.execute(
-                    "INSERT INTO jobs (job_id, document, description, things, status,"
-                    " created_at, last_updated_at, completed_at)"
+                    f"INSERT INTO jobs ({JOB_INSERT_COLUMNS})"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING sequence",
-                    (
-                        job.job_id,
-                        job.document,
-                        job.description,
-                        json.dumps(list(job.things)),
-                        job.status.value,
-                        job.created_at,
-                        job.last_updated_at,
-                        job.completed_at,
-                    ),
+                    job_row(job),
                 ).fetchone()
                 sequence = int(row[0])
                 with self._db.cursor() as cursor:
@@ -156,71 +146,5 @@ class PostgresJobStore:
             raise JobExistsError(job.job_id) from None
         return replace(job, sequence=sequence)
 
-    def job(self, job_id: str) -> Job | None:
-        row = self._db.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id=%s", (job_id,)
-        ).fetchone()
-        return job_from_row(row) if row else None
-
-    def jobs(self) -> list[Job]:
-        rows = self._db.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY sequence")
-        return [job_from_row(row) for row in rows]
-
-    def save_job(self, job: Job) -> None:
-        self._db.execute(
-            "UPDATE jobs SET status=%s, last_updated_at=%s, completed_at=%s WHERE job_id=%s",
-            (job.status.value, job.last_updated_at, job.completed_at, job.job_id),
-        )
-
-    def execution(self, job_id: str, thing: str) -> JobExecution | None:
-        row = self._db.execute(
-            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id=%s AND thing=%s",
-            (job_id, thing),
-        ).fetchone()
-        return execution_from_row(row) if row else None
-
-    def executions_for_thing(self, thing: str) -> list[JobExecution]:
-        rows = self._db.execute(
-            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE thing=%s ORDER BY sequence",
-            (thing,),
-        )
-        return [execution_from_row(row) for row in rows]
-
-    def executions_for_job(self, job_id: str) -> list[JobExecution]:
-        rows = self._db.execute(
-            f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id=%s ORDER BY thing",
-            (job_id,),
-        )
-        return [execution_from_row(row) for row in rows]
-
-    def due_timeouts(self, now: int) -> list[JobExecution]:
-        rows = self._db.execute(
-            f"SELECT {EXECUTION_COLUMNS} FROM executions "
-            "WHERE status='IN_PROGRESS' AND timeout_at IS NOT NULL AND timeout_at<=%s",
-            (now,),
-        )
-        return [execution_from_row(row) for row in rows]
-
-    def save_execution(self, execution: JobExecution, loaded_version: int) -> None:
-        e = execution
-        cursor = self._db.execute(
-            "UPDATE executions SET status=%s, status_details=%s, started_at=%s,"
-            " last_updated_at=%s, version=%s, timeout_at=%s"
-            " WHERE job_id=%s AND thing=%s AND version=%s",
-            (
-                e.status.value,
-                json.dumps(e.status_details),
-                e.started_at,
-                e.last_updated_at,
-                e.version,
-                e.timeout_at,
-                e.job_id,
-                e.thing,
-                loaded_version,
-            ),
-        )
-        if cursor.rowcount != 1:
-            raise StaleExecutionError(e.job_id, e.thing)
-
-    def close(self) -> None:
-        self._db.close()
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self._db.execute(sql.replace("?", "%s"), params)

@@ -15,13 +15,16 @@ from jumpstart.cloud.jobs.model import ExecutionStatus, Job, JobExecution, JobSt
 __all__ = [
     "EXECUTION_COLUMNS",
     "JOB_COLUMNS",
+    "JOB_INSERT_COLUMNS",
     "JobExistsError",
     "JobStore",
+    "SqlJobStore",
     "SqliteJobStore",
     "StaleExecutionError",
     "execution_from_row",
     "execution_row",
     "job_from_row",
+    "job_row",
 ]
 
 
@@ -93,6 +96,9 @@ JOB_COLUMNS = (
     "job_id, document, description, things, status, created_at, last_updated_at, "
     "completed_at, sequence"
 )
+JOB_INSERT_COLUMNS = (
+    "job_id, document, description, things, status, created_at, last_updated_at, completed_at"
+)
 EXECUTION_COLUMNS = (
     "job_id, thing, status, status_details, queued_at, started_at, last_updated_at, "
     "version, execution_number, timeout_at, sequence"
@@ -110,6 +116,20 @@ def job_from_row(row: tuple[Any, ...]) -> Job:
         last_updated_at=row[6],
         completed_at=row[7],
         sequence=row[8],
+    )
+
+
+def job_row(job: Job) -> tuple[Any, ...]:
+    """The values of JOB_INSERT_COLUMNS (the sequence is the database's to assign)."""
+    return (
+        job.job_id,
+        job.document,
+        job.description,
+        json.dumps(list(job.things)),
+        job.status.value,
+        job.created_at,
+        job.last_updated_at,
+        job.completed_at,
     )
 
 
@@ -145,87 +165,52 @@ def execution_row(e: JobExecution) -> tuple[Any, ...]:
     )
 
 
-class SqliteJobStore:
-    """The default store: one SQLite file in WAL mode, like the shadows."""
+class SqlJobStore:
+    """The queries both backends share, written with ``?`` placeholders. A backend opens
+    the connection (``_db``), creates the schema and makes ``create`` atomic its own way."""
 
-    def __init__(self, path: Path | str) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+    _db: Any
 
-    def create(self, job: Job, executions: list[JobExecution]) -> Job:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = db.execute(
-                "INSERT INTO jobs (job_id, document, description, things, status, created_at,"
-                " last_updated_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.job_id,
-                    job.document,
-                    job.description,
-                    json.dumps(list(job.things)),
-                    job.status.value,
-                    job.created_at,
-                    job.last_updated_at,
-                    job.completed_at,
-                ),
-            )
-            sequence = cursor.lastrowid or 0
-            db.executemany(
-                f"INSERT INTO executions ({EXECUTION_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [execution_row(replace(e, sequence=sequence)) for e in executions],
-            )
-        except sqlite3.IntegrityError:
-            db.execute("ROLLBACK")
-            raise JobExistsError(job.job_id) from None
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return replace(job, sequence=sequence)
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return self._db.execute(sql, params)
 
     def job(self, job_id: str) -> Job | None:
-        row = self._db.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id=?", (job_id,)
-        ).fetchone()
+        row = self._execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id=?", (job_id,)).fetchone()
         return job_from_row(row) if row else None
 
     def jobs(self) -> list[Job]:
-        rows = self._db.execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY sequence")
+        rows = self._execute(f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY sequence")
         return [job_from_row(row) for row in rows]
 
     def save_job(self, job: Job) -> None:
-        self._db.execute(
+        self._execute(
             "UPDATE jobs SET status=?, last_updated_at=?, completed_at=? WHERE job_id=?",
             (job.status.value, job.last_updated_at, job.completed_at, job.job_id),
         )
 
     def execution(self, job_id: str, thing: str) -> JobExecution | None:
-        row = self._db.execute(
+        row = self._execute(
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id=? AND thing=?",
             (job_id, thing),
         ).fetchone()
         return execution_from_row(row) if row else None
 
     def executions_for_thing(self, thing: str) -> list[JobExecution]:
-        rows = self._db.execute(
+        rows = self._execute(
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE thing=? ORDER BY sequence",
             (thing,),
         )
         return [execution_from_row(row) for row in rows]
 
     def executions_for_job(self, job_id: str) -> list[JobExecution]:
-        rows = self._db.execute(
+        rows = self._execute(
             f"SELECT {EXECUTION_COLUMNS} FROM executions WHERE job_id=? ORDER BY thing",
             (job_id,),
         )
         return [execution_from_row(row) for row in rows]
 
     def due_timeouts(self, now: int) -> list[JobExecution]:
-        rows = self._db.execute(
+        rows = self._execute(
             f"SELECT {EXECUTION_COLUMNS} FROM executions "
             "WHERE status='IN_PROGRESS' AND timeout_at IS NOT NULL AND timeout_at<=?",
             (now,),
@@ -234,7 +219,7 @@ class SqliteJobStore:
 
     def save_execution(self, execution: JobExecution, loaded_version: int) -> None:
         e = execution
-        cursor = self._db.execute(
+        cursor = self._execute(
             "UPDATE executions SET status=?, status_details=?, started_at=?, last_updated_at=?,"
             " version=?, timeout_at=? WHERE job_id=? AND thing=? AND version=?",
             (
@@ -254,3 +239,36 @@ class SqliteJobStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+class SqliteJobStore(SqlJobStore):
+    """The default store: one SQLite file in WAL mode, like the shadows."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def create(self, job: Job, executions: list[JobExecution]) -> Job:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = db.execute(
+                f"INSERT INTO jobs ({JOB_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                job_row(job),
+            )
+            sequence = cursor.lastrowid or 0
+            db.executemany(
+                f"INSERT INTO executions ({EXECUTION_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [execution_row(replace(e, sequence=sequence)) for e in executions],
+            )
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK")
+            raise JobExistsError(job.job_id) from None
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return replace(job, sequence=sequence)
