@@ -21,6 +21,7 @@ from jumpstart.cloud.admin import (
     shadow_request,
     thing_create,
 )
+from jumpstart.cloud.endpoints import parse_broker
 from jumpstart.cloud.home import CloudHome, default_home
 from jumpstart.cloud.registry import Role
 from jumpstart.cloud.service import (
@@ -117,11 +118,21 @@ def serve_cmd(
         str,
         typer.Option("--store", help="sqlite (files in the cloud's folder) or postgresql://..."),
     ] = "sqlite",
+    broker: Annotated[
+        str,
+        typer.Option(
+            "--broker",
+            help="embedded (the built-in gateway), mosquitto (started and configured here)"
+            " or mqtts://HOST:PORT (a broker that runs elsewhere)",
+        ),
+    ] = "embedded",
 ) -> None:
-    """Run the cloud (MQTT gateway and REST API) until Ctrl-C."""
+    """Run the cloud (MQTT endpoint and REST API) until Ctrl-C."""
     home = _home()
     operator_credentials(home)
-    config = CloudConfig(host=host, mqtt_port=mqtt_port, rest_port=rest_port)
+    config = CloudConfig(
+        host=host, mqtt_port=mqtt_port, rest_port=rest_port, broker=parse_broker(broker)
+    )
     shadow_store, job_store = open_stores(home, store)
 
     async def run() -> None:
@@ -131,7 +142,11 @@ def serve_cmd(
         async with CloudService(home, config, shadow_store, job_store) as cloud:
             out = _out()
             out.print(f"[bold]jumpstart cloud[/] data in {home.path}")
-            out.print(f"  MQTT (mutual TLS)  mqtts://localhost:{cloud.mqtt_port}")
+            mode = config.broker
+            endpoint = str(mode) if mode.kind == "mqtts" else f"mqtts://localhost:{cloud.mqtt_port}"
+            out.print(f"  MQTT (mutual TLS)  {endpoint}  [{mode.kind}]")
+            if cloud.mosquitto is not None:
+                out.print(f"  mosquitto config   {cloud.mosquitto.config_path}")
             out.print(f"  REST (mutual TLS)  https://localhost:{cloud.rest_port}")
             out.print(f"  CA for clients     {home.ca_pem}")
             out.print("Read a thing's shadow the guide's way (in the thing's folder):")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from jumpstart.cloud.endpoints import parse_broker
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import Role
 from jumpstart.cloud.service import CloudConfig, CloudService, open_stores
@@ -31,6 +32,11 @@ class RunningCloud:
     mqtt_port: int
     rest_port: int
     creds: dict[str, Credentials]
+    broker: str  # "embedded" (the gateway) or "mosquitto"
+
+    @property
+    def on_mosquitto(self) -> bool:
+        return self.broker == "mosquitto"
 
 
 def _write(folder: Path, name: str, service: CloudService, role: Role) -> Credentials:
@@ -41,19 +47,27 @@ def _write(folder: Path, name: str, service: CloudService, role: Role) -> Creden
     return Credentials(name, cert, key)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+STORES = ("sqlite", "postgresql")
+# For modules about the embedded gateway itself: pytestmark = ONLY_EMBEDDED.
+ONLY_EMBEDDED = pytest.mark.parametrize("cloud", STORES, indirect=True)
+
+
+@pytest.fixture(scope="module", params=[*STORES, "mosquitto"])
 def cloud(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningCloud]:
-    """The cloud on each store backend: every test of tests/cloud runs on both."""
+    """The cloud on each store backend, and with mosquitto as its MQTT endpoint (SQLite
+    store): every test of tests/cloud runs on all three."""
     folder = tmp_path_factory.mktemp("cloud")
     home = CloudHome(folder / "jumpstart" / "cloud")  # as default_home() lays it out
     loop = asyncio.new_event_loop()
     url = None
     if request.param == "postgresql":
         url = fresh_schema(request.getfixturevalue("postgres_url"))
+    broker = "mosquitto" if request.param == "mosquitto" else "embedded"
     stores = open_stores(home, url)
-    service = CloudService(home, CloudConfig(mqtt_port=0, rest_port=0), *stores)
+    config = CloudConfig(mqtt_port=0, rest_port=0, broker=parse_broker(broker))
+    service = CloudService(home, config, *stores)
     creds = {}
     for thing in ("outlet1", "outlet2"):
         service.registry.create_thing(thing)
@@ -74,7 +88,9 @@ def cloud(
     thread = threading.Thread(target=run, name="cloud", daemon=True)
     thread.start()
     assert started.wait(10)
-    yield RunningCloud(service, loop, home.ca_pem, service.mqtt_port, service.rest_port, creds)
+    yield RunningCloud(
+        service, loop, home.ca_pem, service.mqtt_port, service.rest_port, creds, broker
+    )
     asyncio.run_coroutine_threadsafe(service.close(), loop).result(10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)

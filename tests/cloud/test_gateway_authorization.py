@@ -1,4 +1,6 @@
-"""Authorization and refusal on the gateway, checked by delivery, not by SUBACK."""
+"""Authorization and refusal on the gateway and on mosquitto, checked by delivery, not by
+SUBACK. Where mosquitto behaves otherwise than AWS (README, "External broker"), the
+test asserts the documented difference."""
 
 from __future__ import annotations
 
@@ -23,18 +25,19 @@ def test_thing_a_cannot_subscribe_to_or_publish_on_thing_b(cloud: RunningCloud) 
     b.connect()
     try:
         pb = "$aws/things/outlet2/shadow"
-        assert a.subscribe(f"{pb}/update/accepted", f"{pb}/#", "$aws/things/+/shadow/#") == [
-            0x80,
-            0x80,
-            0x80,
-        ]
+        # AWS refuses the filters; mosquitto grants them and then stays silent.
+        granted = 1 if cloud.on_mosquitto else 0x80
+        filters = (f"{pb}/update/accepted", f"{pb}/#", "$aws/things/+/shadow/#")
+        assert a.subscribe(*filters) == [granted] * 3
         assert b.subscribe(f"{pb}/update/accepted") == [1]
         b.publish(f"{pb}/update", {"state": {"reported": {"x": 1}}})
         b.expect(f"{pb}/update/accepted")
         assert a.nothing() == []  # nothing of thing B reached A
-        # A publishing on B's topics is disconnected, and B's shadow does not change
+        # A publishing on B's topics is disconnected (mosquitto: dropped), and B's shadow
+        # does not change
         a.client.publish(f"{pb}/update", json.dumps({"state": {"reported": {"x": 666}}}))
-        assert a.disconnected.get(timeout=5) is not None
+        if not cloud.on_mosquitto:
+            assert a.disconnected.get(timeout=5) is not None
         assert b.nothing() == []
     finally:
         a.close()
@@ -43,23 +46,35 @@ def test_thing_a_cannot_subscribe_to_or_publish_on_thing_b(cloud: RunningCloud) 
 
 def test_device_cannot_publish_service_topics(cloud: RunningCloud) -> None:
     a = PahoDevice(cloud, cloud.creds["outlet1"])
+    watcher = PahoDevice(cloud, cloud.creds["app"], client_id="delta-watcher")
     a.connect()
+    watcher.connect()
     try:
-        a.client.publish("$aws/things/outlet1/shadow/update/delta", b"{}", qos=1)
-        assert a.disconnected.get(timeout=5) is not None
+        delta = "$aws/things/outlet1/shadow/update/delta"
+        watcher.subscribe(delta)
+        a.client.publish(delta, b'{"state":{"output":true}}', qos=1)
+        if not cloud.on_mosquitto:
+            assert a.disconnected.get(timeout=5) is not None
+        assert watcher.nothing() == []  # a forged delta reaches nobody
     finally:
         a.close()
+        watcher.close()
 
 
 def test_device_cannot_take_another_things_client_id(cloud: RunningCloud) -> None:
     a = PahoDevice(cloud, cloud.creds["outlet1"], client_id="outlet2")
     try:
-        assert a.connect()[0] != 0
+        # mosquitto has no per-user client id rule: a documented difference.
+        assert (a.connect()[0] == 0) == cloud.on_mosquitto
     finally:
         a.close()
 
 
 def test_revoked_certificate_is_refused(cloud: RunningCloud) -> None:
+    if cloud.on_mosquitto:
+        # mosquitto checks the CRL in the TLS handshake: no CONNACK at all
+        assert not _raw_tls(cloud, tls_context(cloud, cloud.creds["revoked"])).startswith(b"\x20")
+        return
     dev = PahoDevice(cloud, cloud.creds["revoked"])
     try:
         code, _ = dev.connect()
@@ -90,7 +105,11 @@ def test_missing_client_certificate_and_plain_tcp_are_refused(cloud: RunningClou
     assert _raw_tls(cloud, tls_context(cloud, cloud.creds["outlet1"])) == bytes.fromhex("20020000")
     with socket.create_connection(("127.0.0.1", cloud.mqtt_port), timeout=5) as plain:
         plain.sendall(CONNECT_OUTLET1)
-        assert plain.recv(100) == b""
+        try:
+            answer = plain.recv(100)
+        except ConnectionResetError:  # mosquitto resets instead of closing
+            answer = b""
+        assert answer == b""
 
 
 def test_second_connection_with_same_client_id_takes_over(cloud: RunningCloud) -> None:
@@ -133,7 +152,9 @@ def test_more_than_ten_requests_in_flight_get_429(cloud: RunningCloud) -> None:
             _topic, payload = dev.messages.get(timeout=5)
             doc = json.loads(payload)
             results[doc["clientToken"]] = doc.get("code", 200)
-        assert sorted(results.values()) == [200] * 10 + [429, 429]
+        # mosquitto serves requests one by one as they come: no per-connection limit.
+        throttled = [] if cloud.on_mosquitto else [429, 429]
+        assert sorted(results.values()) == [200] * (12 - len(throttled)) + throttled
     except queue.Empty:
         pytest.fail("not every request was answered")
     finally:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,42 +19,12 @@ import pytest
 
 from jumpstart.cloud.admin import operator_credentials, rest_request, shadow_request
 from jumpstart.cloud.home import CloudHome
+from tests.cloud.cloud_process import JUMPSTART, serve
 from tests.postgres_cluster import fresh_schema
 
-JUMPSTART = str(Path(sys.executable).with_name("jumpstart"))
 THINGS = ("outlet1", "outlet2")
 SHADOWS = ("", "power")  # the classic shadow and a named one, per thing
 KILL_AFTER = 300  # accepted updates before the kill
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[str]
-    mqtt_port: int
-    rest_port: int
-
-
-def _serve(home: Path, store: str = "sqlite") -> Server:
-    env = {**os.environ, "JUMPSTART_HOME": str(home)}
-    process = subprocess.Popen(
-        [JUMPSTART, "cloud", "serve", "--mqtt-port", "0", "--rest-port", "0", "--store", store],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    ports: dict[str, int] = {}
-    assert process.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line or line.startswith("Ctrl-C"):  # the last line: signals are handled
-            break
-        found = re.search(r"(mqtts|https)://localhost:(\d+)", line)
-        if found:
-            ports[found[1]] = int(found[2])
-    assert len(ports) == 2, f"the cloud did not start (exit {process.poll()})"
-    return Server(process, ports["mqtts"], ports["https"])
 
 
 def _topic(thing: str, name: str) -> str:
@@ -138,7 +106,7 @@ def store(request: pytest.FixtureRequest) -> str:
 def test_kill_9_during_a_burst_loses_no_accepted_update(tmp_path: Path, store: str) -> None:
     home = tmp_path / "jumpstart"
     folders = _things(home, tmp_path)
-    server = _serve(home, store)
+    server = serve(home, store)
     bursts = [Burst(thing, folders[thing], server.mqtt_port) for thing in THINGS]
     stop = threading.Event()
     threads = [threading.Thread(target=b.run, args=(stop,), daemon=True) for b in bursts]
@@ -154,7 +122,7 @@ def test_kill_9_during_a_burst_loses_no_accepted_update(tmp_path: Path, store: s
         thread.join(10)
     assert sum(b.count() for b in bursts) >= KILL_AFTER
 
-    restarted = _serve(home, store)
+    restarted = serve(home, store)
     try:
         cloud_home = CloudHome(home / "cloud")
         for burst in bursts:
@@ -210,7 +178,7 @@ def _retained(cloud_home: CloudHome, port: int, topic: str) -> bytes | None:
 def test_retained_messages_survive_kill_9(tmp_path: Path) -> None:
     home = tmp_path / "jumpstart"
     cloud_home = CloudHome(home / "cloud")
-    server = _serve(home)
+    server = serve(home)
     for topic, body in (("fleet/firmware", b'{"version":"1.1"}'), ("fleet/gone", b"x")):
         reply = rest_request(
             cloud_home, "POST", f"/topics/{topic}?retain=true", body, server.rest_port
@@ -221,7 +189,7 @@ def test_retained_messages_survive_kill_9(tmp_path: Path) -> None:
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(10)
 
-    restarted = _serve(home)
+    restarted = serve(home)
     try:
         assert _retained(cloud_home, restarted.mqtt_port, "fleet/firmware") == b'{"version":"1.1"}'
         assert _retained(cloud_home, restarted.mqtt_port, "fleet/gone") is None
@@ -232,7 +200,7 @@ def test_retained_messages_survive_kill_9(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_serve_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
-    server = _serve(tmp_path / "jumpstart")
+    server = serve(tmp_path / "jumpstart")
     server.process.send_signal(sig)
     assert server.process.wait(15) == 0
     assert server.process.stdout is not None

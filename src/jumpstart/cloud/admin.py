@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jumpstart.cloud.endpoints import REST_PORT
 from jumpstart.cloud.home import DEFAULT_ENDPOINT, CloudHome
 from jumpstart.cloud.jobs.model import ALL_THINGS_GROUP, group_arn, thing_arn
 from jumpstart.cloud.registry import Registry, Role
-from jumpstart.cloud.service import REST_PORT
 from jumpstart.errors import InputError
 
 __all__ = [

@@ -97,6 +97,7 @@ class Registry:
 
     def create_thing(self, name: str) -> Thing:
         check_thing_name(name)
+        self._check_role(name, Role.DEVICE)
         now = int(time.time())
         try:
             self._db.execute("INSERT INTO things VALUES (?, ?)", (name, now))
@@ -133,6 +134,7 @@ class Registry:
             raise InputError(f"no thing named {principal!r}; create it first")
         if role is not Role.DEVICE:
             check_thing_name(principal)
+        self._check_role(principal, role)
         issued = self.ca.issue_client(principal)
         self._db.execute(
             "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?)",
@@ -146,6 +148,19 @@ class Registry:
             ),
         )
         return issued
+
+    def _check_role(self, principal: str, role: Role) -> None:
+        """One name, one role: an external broker knows a client only by its certificate's
+        common name, so a thing named like an admin would get the admin's rights there."""
+        row = self._db.execute(
+            "SELECT role FROM certificates WHERE principal=? AND role<>? LIMIT 1",
+            (principal, role.value),
+        ).fetchone()
+        if row is not None:
+            raise InputError(
+                f"{principal!r} is already used by a principal with role {row[0]};"
+                " choose another name"
+            )
 
     def certificate(self, certificate_id: str) -> CertificateRecord | None:
         row = self._db.execute(

@@ -203,7 +203,8 @@ class RestServer:
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         parts = [unquote(p) for p in url.path.split("/")[1:]]
         if parts == ["health"]:
-            return 200, {"status": "ok", "connections": len(self.cloud.broker.connections)}
+            serving, details = self.cloud.bus.health()
+            return (200, {"status": "ok", **details}) if serving else (503, details)
         if principal is None:
             raise _HttpError(403, "Forbidden")
         if len(parts) == 3 and parts[0] == "things" and parts[2] == "shadow":
@@ -234,7 +235,7 @@ class RestServer:
         request = ShadowTopic(thing, name, _METHODS[method])
         reply = self.cloud.shadows.handle(request, body, via_mqtt=False)
         for message in reply.messages:
-            self.cloud.broker.publish(message.topic, message.payload)
+            self.cloud.bus.publish(message.topic, message.payload)
         return reply.status, reply.body
 
     def _list_named(self, principal: Principal, thing: str, query: dict[str, str]) -> Response:
@@ -262,14 +263,9 @@ class RestServer:
             raise _HttpError(400, "qos must be 0 or 1, retain true or false")
         if not principal.may_publish(topic):
             raise _HttpError(403, "Forbidden")
-        broker = self.cloud.broker
         if retain == "true" and topic.startswith("$"):
             raise _HttpError(400, "Retained messages are not allowed on reserved topics")
-        broker.publish(topic, body, int(qos), retain=retain == "true")
-        handler = broker.handler_for(topic)
-        if handler is not None:
-            # No MQTT client asked, so replies meant for the requester go nowhere.
-            broker.dispatch(handler.handle(topic, body, principal, ""))
+        self.cloud.bus.publish_request(topic, body, int(qos), retain == "true", principal)
         return 200, {"message": "OK", "traceId": str(uuid.uuid4())}
 
     # jobs control plane -------------------------------------------------------------------
@@ -373,7 +369,7 @@ class RestServer:
 
     def _publish_all(self, messages: Iterable[Message]) -> None:
         for message in messages:
-            self.cloud.broker.publish(message.topic, message.payload)
+            self.cloud.bus.publish(message.topic, message.payload)
 
 
 def _expect(method: str, allowed: str) -> None:

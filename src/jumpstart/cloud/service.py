@@ -1,16 +1,23 @@
-"""The whole local cloud in one event loop: registry, shadow and jobs services, gateway,
-REST API.
+"""The whole local cloud in one event loop: registry, shadow and jobs services, the MQTT
+endpoint, REST API.
 
 ``async with CloudService(home) as cloud:`` starts it; ``cloud.mqtt_port`` and
-``cloud.rest_port`` say where it listens (0 asks for free ports).
+``cloud.rest_port`` say where it listens (0 asks for free ports). The MQTT endpoint is the
+embedded gateway, or (``CloudConfig.broker``) mosquitto started and configured by the cloud,
+or a broker that runs elsewhere; then the engines are that broker's client (``BrokerLink``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from jumpstart.cloud.admin import operator_credentials
+from jumpstart.cloud.broker_link import BrokerAddress, BrokerLink
+from jumpstart.cloud.bus import MessageBus
+from jumpstart.cloud.endpoints import MQTT_PORT, REST_PORT, BrokerMode, parse_broker
 from jumpstart.cloud.gateway.broker import Broker, BrokerLimits, RequestHandler
 from jumpstart.cloud.gateway.retained import SqliteRetainedStore
 from jumpstart.cloud.gateway.server import GatewayServer
@@ -18,6 +25,7 @@ from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.jobs.mqtt import JobsRequests
 from jumpstart.cloud.jobs.service import JobsService
 from jumpstart.cloud.jobs.store import JobStore, SqliteJobStore
+from jumpstart.cloud.mosquitto import Mosquitto
 from jumpstart.cloud.pki import certificate_id
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.registry import CertStatus, Registry
@@ -29,11 +37,8 @@ from jumpstart.cloud.shadow.store import ShadowStore, SqliteShadowStore
 from jumpstart.cloud.tls import server_context
 from jumpstart.errors import InputError
 
-__all__ = ["CloudConfig", "CloudService", "open_stores"]
+__all__ = ["MQTT_PORT", "REST_PORT", "CloudConfig", "CloudService", "open_stores"]
 
-# AWS IoT's ports: MQTT over TLS on 8883, the REST data endpoint on 8443.
-MQTT_PORT = 8883
-REST_PORT = 8443
 # Step timeouts are in minutes; a sweep every few seconds is precise enough.
 JOB_SWEEP_S = 5.0
 
@@ -45,6 +50,8 @@ class CloudConfig:
     rest_port: int = REST_PORT
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     limits: BrokerLimits = field(default_factory=BrokerLimits)
+    broker: BrokerMode = field(default_factory=lambda: parse_broker("embedded"))
+    broker_timeout_s: float = 10.0  # to attach the engines to an external broker at start
 
 
 def open_stores(home: CloudHome, url: str | None = None) -> tuple[ShadowStore, JobStore]:
@@ -77,11 +84,24 @@ class CloudService:
         self.shadows = ShadowService(self.store, self.config.shadow)
         self.job_store = job_store or SqliteJobStore(home.jobs_path)
         self.jobs = JobsService(self.job_store)
-        handlers: list[RequestHandler] = [ShadowRequests(self.shadows), JobsRequests(self.jobs)]
-        self.retained = SqliteRetainedStore(home.retained_path)
-        self.broker = Broker(handlers, self.config.limits, retained_store=self.retained)
-        context = server_context(home.server_pem, home.server_key, home.ca_pem)
-        self.gateway = GatewayServer(self.broker, context, self.authenticate)
+        self.handlers: list[RequestHandler] = [
+            ShadowRequests(self.shadows),
+            JobsRequests(self.jobs),
+        ]
+        self.broker: Broker | None = None
+        self.gateway: GatewayServer | None = None
+        self.link: BrokerLink | None = None
+        self.mosquitto: Mosquitto | None = None
+        self.retained: SqliteRetainedStore | None = None
+        self.bus: MessageBus
+        if self.config.broker.external:
+            self.bus = self.link = self._broker_link()
+        else:
+            self.retained = SqliteRetainedStore(home.retained_path)
+            self.broker = Broker(self.handlers, self.config.limits, retained_store=self.retained)
+            context = server_context(home.server_pem, home.server_key, home.ca_pem)
+            self.gateway = GatewayServer(self.broker, context, self.authenticate)
+            self.bus = self.broker
         self.mqtt_port = 0
         self.rest_port = 0
         self.rest = RestServer(self)
@@ -94,8 +114,31 @@ class CloudService:
             return None
         return Principal(record.principal, record.role)
 
+    def _broker_link(self) -> BrokerLink:
+        mode, config = self.config.broker, self.config
+        if mode.kind == "mosquitto":
+            self.mosquitto = Mosquitto(self.home, self.registry, config.host, config.mqtt_port)
+            address = BrokerAddress(config.host, self.mosquitto.port)
+        else:
+            address = BrokerAddress(mode.host, mode.port)
+        cert, key = operator_credentials(self.home)
+        context = ssl.create_default_context(cafile=str(self.home.ca_pem))
+        context.load_cert_chain(str(cert), str(key))
+        return BrokerLink(address, context, self.handlers)
+
     async def start(self) -> None:
-        self.mqtt_port = await self.gateway.start(self.config.host, self.config.mqtt_port)
+        if self.gateway is not None:
+            self.mqtt_port = await self.gateway.start(self.config.host, self.config.mqtt_port)
+        else:
+            assert self.link is not None
+            if self.mosquitto is not None:
+                await self.mosquitto.start()
+            try:
+                await self.link.start(self.config.broker_timeout_s)
+            except BaseException:
+                await self._close_broker()
+                raise
+            self.mqtt_port = self.link.address.port
         self.rest_port = await self.rest.start(self.config.host, self.config.rest_port)
         self._sweeper = asyncio.create_task(self._sweep_job_timeouts())
 
@@ -103,16 +146,25 @@ class CloudService:
         while True:
             await asyncio.sleep(JOB_SWEEP_S)
             for message in self.jobs.expire_timeouts():
-                self.broker.publish(message.topic, message.payload)
+                self.bus.publish(message.topic, message.payload)
+
+    async def _close_broker(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.close()
+        if self.link is not None:
+            await self.link.close()
+        if self.mosquitto is not None:
+            await self.mosquitto.close()
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.rest.close()
-        await self.gateway.close()
+        await self._close_broker()
         self.store.close()
         self.job_store.close()
-        self.retained.close()
+        if self.retained is not None:
+            self.retained.close()
         self.registry.close()
 
     async def __aenter__(self) -> CloudService:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 __all__ = [
+    "REQUEST_FILTERS",
     "JobsTopic",
     "ShadowOp",
     "ShadowTopic",
@@ -91,6 +92,23 @@ def parse_jobs_topic(topic: str) -> JobsTopic | None:
     if parts[-1] in _JOBS_SERVICE_ONLY or not THING.fullmatch(levels[2]):
         return None
     return JobsTopic(levels[2], parts)
+
+
+# The request topics as filters, one '+' for the thing: what the engines subscribe to on an
+# external broker and what its ACL lets a device publish (with the thing filled in). Jobs
+# requests on other topics (AWS's InvalidTopic) have no filter: such a broker drops them.
+REQUEST_FILTERS = (
+    "$aws/things/+/shadow/get",
+    "$aws/things/+/shadow/update",
+    "$aws/things/+/shadow/delete",
+    "$aws/things/+/shadow/name/+/get",
+    "$aws/things/+/shadow/name/+/update",
+    "$aws/things/+/shadow/name/+/delete",
+    "$aws/things/+/jobs/get",
+    "$aws/things/+/jobs/start-next",
+    "$aws/things/+/jobs/+/get",
+    "$aws/things/+/jobs/+/update",
+)
 
 
 def is_reserved(topic: str) -> bool:

@@ -30,7 +30,7 @@ from jumpstart.formats.mqtt import (
     Subscription,
     encode_packet,
 )
-from tests.cloud.conftest import RunningCloud
+from tests.cloud.conftest import ONLY_EMBEDDED, RunningCloud
 from tests.cloud.fuzz_inputs import FuzzInput, fuzz_inputs
 from tests.cloud.mqtt_helpers import PahoDevice, tls_context
 
@@ -122,6 +122,7 @@ def _closed_by_server(context: ssl.SSLContext, port: int, item: FuzzInput) -> bo
     return True
 
 
+@ONLY_EMBEDDED
 def test_gateway_over_tls_closes_malformed_connections_only(cloud: RunningCloud) -> None:
     bystander = PahoDevice(cloud, cloud.creds["app"], client_id="fuzz-bystander")
     bystander.connect()

@@ -186,6 +186,19 @@ class Broker:
             else:
                 self.publish(delivery.topic, delivery.payload)
 
+    def publish_request(
+        self, topic: str, payload: bytes, qos: int, retain: bool, principal: Principal
+    ) -> None:
+        """A publish from outside MQTT (REST): routed, and served when it is a request."""
+        self.publish(topic, payload, qos, retain)
+        handler = self.handler_for(topic)
+        if handler is not None:
+            # No MQTT client asked, so replies meant for the requester go nowhere.
+            self.dispatch(handler.handle(topic, payload, principal, ""))
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        return True, {"broker": "embedded", "connections": len(self.connections)}
+
     def handler_for(self, topic: str) -> RequestHandler | None:
         for handler in self.handlers:
             if handler.accepts(topic):

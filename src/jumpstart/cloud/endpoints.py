@@ -1,0 +1,48 @@
+"""The cloud's default ports and the broker modes of ``jumpstart cloud serve``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from jumpstart.errors import InputError
+
+__all__ = ["MQTT_PORT", "REST_PORT", "BrokerMode", "parse_broker"]
+
+# AWS IoT's ports: MQTT over TLS on 8883, the REST data endpoint on 8443.
+MQTT_PORT = 8883
+REST_PORT = 8443
+
+EMBEDDED = "embedded"
+MOSQUITTO = "mosquitto"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerMode:
+    """``embedded`` (the gateway), ``mosquitto`` (started by the cloud) or an external
+    broker at ``host:port``."""
+
+    kind: str
+    host: str = ""
+    port: int = 0
+
+    @property
+    def external(self) -> bool:
+        return self.kind != EMBEDDED
+
+    def __str__(self) -> str:
+        return f"mqtts://{self.host}:{self.port}" if self.kind == "mqtts" else self.kind
+
+
+def parse_broker(text: str) -> BrokerMode:
+    if text in (EMBEDDED, MOSQUITTO):
+        return BrokerMode(text)
+    url = urlsplit(text)
+    if url.scheme == "mqtts" and url.hostname and not url.path.strip("/"):
+        try:
+            port = url.port or MQTT_PORT
+        except ValueError:
+            port = 0
+        if port:
+            return BrokerMode("mqtts", url.hostname, port)
+    raise InputError(f"unknown broker {text!r}: use 'embedded', 'mosquitto' or mqtts://HOST:PORT")

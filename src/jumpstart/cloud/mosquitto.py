@@ -1,0 +1,234 @@
+"""Debian's mosquitto as the cloud's MQTT endpoint: its configuration and its process.
+
+The configuration says what the gateway's policy says, in mosquitto's terms (spec/cloud.md
+5.1): a client certificate from this cloud's CA is required and its common name is the
+user; ``pattern`` lines give every thing its own request topics (write) and
+``$aws/things/{thing}/#`` (read); apps write any thing's requests; admins (the engines
+among them) everything. Revoked certificates are in a CRL. The files live in
+``{cloud}/mosquitto/`` and are rewritten, and mosquitto reloaded, when the registry changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import getpass
+import os
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jumpstart.cloud.home import CloudHome
+from jumpstart.cloud.registry import CertStatus, Registry, Role
+from jumpstart.cloud.topics import REQUEST_FILTERS
+from jumpstart.errors import InputError
+
+__all__ = ["Mosquitto", "MosquittoError", "acl_text", "config_text", "find_mosquitto"]
+
+# Debian installs the broker outside a normal user's PATH.
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+START_TIMEOUT_S = 10.0
+# How often the registry is checked for new clients and revocations while mosquitto runs.
+REGISTRY_POLL_S = 2.0
+
+
+class MosquittoError(InputError):
+    """mosquitto is missing or would not start."""
+
+
+def find_mosquitto() -> Path:
+    found = shutil.which("mosquitto")
+    candidates = [found] if found else []
+    for candidate in [*candidates, *MOSQUITTO_PATHS]:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise MosquittoError(
+        "mosquitto is not installed: 'apt-get install mosquitto' (or use --broker mqtts://HOST:PORT"
+        " for a broker that runs elsewhere)"
+    )
+
+
+# prctl(2): PR_SET_PDEATHSIG, so mosquitto ends with the cloud even when that is killed -9
+# and does not keep holding the port.
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _device_filter(request_filter: str) -> str:
+    # "$aws/things/+/..." -> "$aws/things/%u/...": the certificate's own thing only.
+    levels = request_filter.split("/")
+    levels[2] = "%u"
+    return "/".join(levels)
+
+
+def acl_text(principals: dict[str, Role]) -> str:
+    """mosquitto's acl_file for the registry's principals (name -> role, devices excluded:
+    the patterns cover every thing)."""
+    lines = ["# Written by jumpstart from the cloud's registry; edits are overwritten.", ""]
+    lines.append("# Every thing: its own requests, and anything under its own topics.")
+    lines += [f"pattern write {_device_filter(f)}" for f in REQUEST_FILTERS]
+    lines += ["pattern read $aws/things/%u/#", ""]
+    for name, role in sorted(principals.items()):
+        lines.append(f"user {name}")
+        # '#' does not match topics starting with '$' (MQTT 3.1.1 4.7.2), so both are named.
+        lines.append("topic readwrite #")
+        if role is Role.ADMIN:
+            lines.append("topic readwrite $aws/#")
+        else:
+            lines.append("topic read $aws/#")
+            lines += [f"topic write {f}" for f in REQUEST_FILTERS]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def config_text(home: CloudHome, folder: Path, host: str, port: int) -> str:
+    lines = [
+        "# Written by jumpstart: mosquitto as the cloud's MQTT endpoint.",
+        "per_listener_settings false",
+        f"listener {port} {host}",
+        f"cafile {home.ca_pem}",
+        f"certfile {home.server_pem}",
+        f"keyfile {home.server_key}",
+        f"crlfile {folder / 'crl.pem'}",
+        "tls_version tlsv1.2",
+        "require_certificate true",
+        "use_identity_as_username true",
+        f"acl_file {folder / 'acl'}",
+        # Without it every request -> reply pays a 40 ms delayed ACK (spec/cloud.md 5.4, 6).
+        "set_tcp_nodelay true",
+        # AWS's message broker quota: 128 KB payloads.
+        "message_size_limit 131072",
+        "max_qos 1",
+        "persistence true",
+        f"persistence_location {folder}/",
+        f"log_dest file {folder / 'mosquitto.log'}",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "max_connections -1",
+    ]
+    if os.geteuid() == 0:
+        # Run as root, mosquitto drops to user 'mosquitto', which cannot read our key files.
+        lines.append(f"user {getpass.getuser()}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _RegistryView:
+    principals: dict[str, Role]
+    revoked: frozenset[str]
+
+
+def _view(registry: Registry) -> _RegistryView:
+    principals: dict[str, Role] = {}
+    revoked = set()
+    for record in registry.certificates():
+        if record.status is CertStatus.REVOKED:
+            revoked.add(record.certificate_id)
+        elif record.role is not Role.DEVICE:
+            principals[record.principal] = record.role
+    return _RegistryView(principals, frozenset(revoked))
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class Mosquitto:
+    """mosquitto configured from the cloud's home and registry, run as a child process."""
+
+    def __init__(self, home: CloudHome, registry: Registry, host: str, port: int) -> None:
+        self.home = home
+        self.registry = registry
+        self.host = host
+        self.port = port or free_port(host)
+        self.folder = home.path / "mosquitto"
+        self.config_path = self.folder / "mosquitto.conf"
+        self.process: asyncio.subprocess.Process | None = None
+        self._view: _RegistryView | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def write_files(self) -> bool:
+        """Write config, ACL and CRL; True when the ACL or CRL changed."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(config_text(self.home, self.folder, self.host, self.port))
+        view = _view(self.registry)
+        if view == self._view:
+            return False
+        (self.folder / "acl").write_text(acl_text(view.principals))
+        (self.folder / "crl.pem").write_bytes(self.registry.crl_pem())
+        self._view = view
+        return True
+
+    async def start(self) -> None:
+        binary = find_mosquitto()
+        self.write_files()
+        self.process = await asyncio.create_subprocess_exec(
+            str(binary),
+            "-c",
+            str(self.config_path),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.returncode is not None:
+                break
+            if await self._listening():
+                self._watcher = asyncio.create_task(self._watch_registry())
+                return
+            await asyncio.sleep(0.05)
+        await self.close()
+        raise MosquittoError(
+            f"mosquitto did not start on {self.host}:{self.port}: {self._log_tail()}"
+            " (is the port free?)"
+        )
+
+    async def _listening(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    def _log_tail(self) -> str:
+        log = self.folder / "mosquitto.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return " | ".join(text.strip().splitlines()[-3:]) or "no log"
+
+    def reload(self) -> None:
+        """Rewrite the ACL and CRL and make mosquitto read them again (SIGHUP)."""
+        if self.write_files() and self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGHUP)
+
+    async def _watch_registry(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTRY_POLL_S)
+            self.reload()
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                await process.wait()

@@ -1,0 +1,56 @@
+"""``jumpstart cloud serve`` as a child process, for tests that need a real process."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+JUMPSTART = str(Path(sys.executable).with_name("jumpstart"))
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[str]
+    mqtt_port: int
+    rest_port: int
+
+
+def serve(home: Path, store: str = "sqlite", broker: str = "embedded") -> Server:
+    """``jumpstart cloud serve`` with JUMPSTART_HOME=home, on free ports."""
+    env = {**os.environ, "JUMPSTART_HOME": str(home)}
+    process = subprocess.Popen(
+        [
+            JUMPSTART,
+            "cloud",
+            "serve",
+            "--mqtt-port",
+            "0",
+            "--rest-port",
+            "0",
+            "--store",
+            store,
+            "--broker",
+            broker,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    ports: dict[str, int] = {}
+    assert process.stdout is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line or line.startswith("Ctrl-C"):  # the last line: signals are handled
+            break
+        found = re.search(r"(mqtts|https)://localhost:(\d+)", line)
+        if found:
+            ports[found[1]] = int(found[2])
+    assert len(ports) == 2, f"the cloud did not start (exit {process.poll()})"
+    return Server(process, ports["mqtts"], ports["https"])
