@@ -188,9 +188,19 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start_cloud(root: Path) -> Server:
+def _start_cloud(root: Path, broker: str = "embedded") -> Server:
     process = subprocess.Popen(
-        [JUMPSTART, "cloud", "serve", "--mqtt-port", "0", "--rest-port", "0"],
+        [
+            JUMPSTART,
+            "cloud",
+            "serve",
+            "--mqtt-port",
+            "0",
+            "--rest-port",
+            "0",
+            "--broker",
+            broker,
+        ],
         env={**os.environ, "JUMPSTART_HOME": str(root)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -204,7 +214,8 @@ def _start_cloud(root: Path) -> Server:
             ports[found[1]] = int(found[2])
         if line.startswith("Ctrl-C"):
             break
-    return Server("jumpstart", process, ports["mqtts"], ports["https"])
+    name = "jumpstart" if broker == "embedded" else f"jumpstart-{broker}"
+    return Server(name, process, ports["mqtts"], ports["https"])
 
 
 def _start_mosquitto(home: CloudHome, folder: Path) -> Server | None:
@@ -253,6 +264,25 @@ async def _round_trips(port: int, context: ssl.SSLContext, tag: str) -> list[flo
     finally:
         await subscriber.close()
         await publisher.close()
+    return samples
+
+
+async def _shadow_round_trips(port: int, context: ssl.SSLContext, thing: str) -> list[float]:
+    """Paced update -> accepted round trips of one device, in ms."""
+    device = await BenchClient().connect(port, context, f"{thing}-rt")
+    topic = f"$aws/things/{thing}/shadow/name/rt/update"
+    await device.subscribe(f"{topic}/accepted")
+    samples = []
+    try:
+        for n in range(ROUND_TRIPS):
+            body = json.dumps({"state": {"reported": {"n": n}}}).encode()
+            sent = time.perf_counter()
+            device.publish(topic, body, qos=1)
+            _, _, received = await device.expect(f"{topic}/accepted")
+            samples.append((received - sent) * 1000)
+            await asyncio.sleep(0.002)
+    finally:
+        await device.close()
     return samples
 
 
@@ -396,11 +426,17 @@ def bench_cloud() -> None:
         if mosquitto is None:
             print("mosquitto not found (apt-get install mosquitto): no baseline column")
         try:
-            asyncio.run(_measure(cloud, mosquitto, ca, creds, app, admin))
+            embedded = asyncio.run(_measure(cloud, mosquitto, ca, creds, app, admin))
         finally:
             cloud.stop()
             if mosquitto is not None:
                 mosquitto.stop()
+        if mosquitto is not None:
+            external = _start_cloud(folder, "mosquitto")
+            try:
+                asyncio.run(_measure_external(external, ca, creds, embedded))
+            finally:
+                external.stop()
 
 
 def _write(folder: Path, name: str, issued: object) -> Credentials:
@@ -417,7 +453,7 @@ async def _measure(
     creds: list[tuple[str, Credentials]],
     app: Credentials,
     admin: Credentials,
-) -> None:
+) -> dict[str, float]:
     app_context = _context(ca, app)
     idle: dict[str, list[float]] = {}
     loaded: dict[str, list[float]] = {}
@@ -438,6 +474,11 @@ async def _measure(
             crt = await asyncio.to_thread(_awscrt_round_trip, server, ca, creds[1][1], names[1])
             results["crt50"] = statistics.median(crt)
             results["crt99"] = _percentile(crt, 99)
+            shadow = await _shadow_round_trips(
+                server.mqtt_port, _context(ca, creds[2][1]), names[2]
+            )
+            results["shadow50"] = statistics.median(shadow)
+            results["shadow99"] = _percentile(shadow, 99)
         for client in clients:
             await client.close()
         await asyncio.sleep(0.5)
@@ -470,6 +511,47 @@ async def _measure(
     crt50 = results["crt50"]
     _row("awscrt update -> accepted p50", crt50, None, "ms", _target(crt50 < 2, "< 2"))
     _row("awscrt update -> accepted p99", results["crt99"], None, "ms")
+    _row("update -> accepted p50 (NODELAY client)", results["shadow50"], None, "ms")
+    _row("update -> accepted p99 (NODELAY client)", results["shadow99"], None, "ms")
+    return results
+
+
+async def _measure_external(
+    server: Server, ca: Path, creds: list[tuple[str, Credentials]], embedded: dict[str, float]
+) -> None:
+    """The same shadow figures with mosquitto as the endpoint and the engines as its client;
+    the ratio column is against the embedded gateway of the first part."""
+    clients, rate, _memory = await _fleet(server, ca, creds)
+    names = [name for name, _ in creds]
+    updates = await _update_rate(clients, names)
+    for client in clients:
+        await client.close()
+    shadow = await _shadow_round_trips(server.mqtt_port, _context(ca, creds[2][1]), names[2])
+    crt = await asyncio.to_thread(_awscrt_round_trip, server, ca, creds[1][1], names[1])
+    print()
+    print(f"serve --broker mosquitto, {DEVICES} devices ({rate:.0f} connects/s);")
+    print("columns: external mode | embedded gateway of the run above")
+
+    def row(name: str, ours: float, base: float, unit: str) -> None:
+        print(
+            f"{name:<44} mosq {ours:9.2f} {unit:<5} embedded {base:9.2f} {unit:<5} "
+            f"ratio {ours / base:6.2f}"
+        )
+
+    row("shadow updates (device -> accepted)", updates, embedded["updates"], "/s")
+    row(
+        "update -> accepted p50 (NODELAY client)",
+        statistics.median(shadow),
+        embedded["shadow50"],
+        "ms",
+    )
+    row(
+        "update -> accepted p99 (NODELAY client)",
+        _percentile(shadow, 99),
+        embedded["shadow99"],
+        "ms",
+    )
+    row("awscrt update -> accepted p50", statistics.median(crt), embedded["crt50"], "ms")
 
 
 def _get(fleet: dict[str, tuple[float, float]], index: int) -> float | None:

@@ -6,13 +6,21 @@ from __future__ import annotations
 import datetime
 import json
 import queue
+import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from awscrt import mqtt
-from awsiot import iotjobs, mqtt_connection_builder
+from awscrt import mqtt, mqtt_request_response
+from awsiot import (
+    ServiceStreamOptions,
+    V2ServiceException,
+    iotjobs,
+    mqtt5_client_builder,
+    mqtt_connection_builder,
+)
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -208,6 +216,76 @@ def test_awsiotsdk_jobs_client_runs_an_ota_job(cloud: RunningCloud) -> None:
     job = rest_request(cloud.service.home, "GET", "/jobs/sdk-ota", port=cloud.rest_port)
     assert job.document["job"]["status"] == "COMPLETED"
     assert job.document["job"]["jobProcessDetails"]["numberOfSucceededThings"] == 1
+
+
+@pytest.mark.interop
+def test_awsiotsdk_jobs_client_v2_over_mqtt5(cloud: RunningCloud) -> None:
+    """The request-response jobs client correlates by clientToken on .../+ subscriptions."""
+    creds: Credentials = cloud.creds["outlet1"]
+    connected: Future[None] = Future()
+    client = mqtt5_client_builder.mtls_from_path(
+        endpoint="localhost",
+        port=cloud.mqtt_port,
+        cert_filepath=str(creds.cert),
+        pri_key_filepath=str(creds.key),
+        ca_filepath=str(cloud.ca),
+        client_id="outlet1-v2",
+        on_lifecycle_connection_success=lambda data: connected.set_result(None),
+    )
+    client.start()
+    thing = "outlet1"
+    try:
+        connected.result(10)
+        jobs = iotjobs.IotJobsClientV2(
+            client,
+            mqtt_request_response.ClientOptions(
+                max_request_response_subscriptions=4,
+                max_streaming_subscriptions=2,
+                operation_timeout_in_seconds=5,
+            ),
+        )
+        changes: queue.Queue[Any] = queue.Queue()
+        stream = jobs.create_next_job_execution_changed_stream(
+            iotjobs.NextJobExecutionChangedSubscriptionRequest(thing_name=thing),
+            ServiceStreamOptions(incoming_event_listener=changes.put),
+        )
+        stream.open()
+        time.sleep(0.3)  # the stream's SUBSCRIBE is on its way
+        create(cloud, "sdk5-ota", thing)
+        assert changes.get(timeout=5).execution.job_id == "sdk5-ota"
+        pending = jobs.get_pending_job_executions(
+            iotjobs.GetPendingJobExecutionsRequest(thing_name=thing)
+        ).result(10)
+        assert [j.job_id for j in pending.queued_jobs] == ["sdk5-ota"]
+        started = jobs.start_next_pending_job_execution(
+            iotjobs.StartNextPendingJobExecutionRequest(thing_name=thing)
+        ).result(10)
+        assert started.execution.status == "IN_PROGRESS"
+        assert started.execution.job_document == json.loads(DOC)
+        version = started.execution.version_number
+        with pytest.raises(V2ServiceException) as caught:
+            jobs.update_job_execution(
+                iotjobs.UpdateJobExecutionRequest(
+                    thing_name=thing,
+                    job_id="sdk5-ota",
+                    status="SUCCEEDED",
+                    expected_version=version + 1,
+                )
+            ).result(10)
+        error = caught.value.modeled_error
+        assert error.code == "VersionMismatch"
+        assert error.execution_state.version_number == version
+        jobs.update_job_execution(
+            iotjobs.UpdateJobExecutionRequest(
+                thing_name=thing, job_id="sdk5-ota", status="SUCCEEDED", expected_version=version
+            )
+        ).result(10)
+        described = jobs.describe_job_execution(
+            iotjobs.DescribeJobExecutionRequest(thing_name=thing, job_id="sdk5-ota")
+        ).result(10)
+        assert described.execution.status == "SUCCEEDED"
+    finally:
+        client.stop()
 
 
 def _iot(cloud: RunningCloud, creds: Credentials) -> Any:
