@@ -21,7 +21,7 @@ from jumpstart.cloud.admin import (
     shadow_request,
     thing_create,
 )
-from jumpstart.cloud.endpoints import parse_broker
+from jumpstart.cloud.endpoints import parse_broker, parse_shard
 from jumpstart.cloud.home import CloudHome, default_home
 from jumpstart.cloud.registry import Role
 from jumpstart.cloud.service import (
@@ -126,12 +126,24 @@ def serve_cmd(
             " or mqtts://HOST:PORT (a broker that runs elsewhere)",
         ),
     ] = "embedded",
+    shard: Annotated[
+        str,
+        typer.Option(
+            "--shard",
+            help="I/N: with an external broker, serve only the things of shard I of N"
+            " (run N instances over one --store postgresql://...)",
+        ),
+    ] = "0/1",
 ) -> None:
     """Run the cloud (MQTT endpoint and REST API) until Ctrl-C."""
     home = _home()
     operator_credentials(home)
     config = CloudConfig(
-        host=host, mqtt_port=mqtt_port, rest_port=rest_port, broker=parse_broker(broker)
+        host=host,
+        mqtt_port=mqtt_port,
+        rest_port=rest_port,
+        broker=parse_broker(broker),
+        shard=parse_shard(shard),
     )
     shadow_store, job_store = open_stores(home, store)
 

@@ -79,6 +79,10 @@ class PahoDevice:
             if got_topic == topic:
                 return json.loads(payload) if payload else None
 
+    def expect_any(self, timeout: float = 5) -> tuple[str, bytes]:
+        """The next message, whatever its topic."""
+        return self.messages.get(timeout=timeout)
+
     def nothing(self, wait: float = 0.3) -> list[tuple[str, bytes]]:
         got = []
         try:

@@ -6,10 +6,12 @@ process that leaves nothing behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 
 from jumpstart.cloud.admin import operator_credentials
 from jumpstart.cloud.broker_link import BrokerLinkError
-from jumpstart.cloud.endpoints import parse_broker
+from jumpstart.cloud.endpoints import Shard, parse_broker, parse_shard
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.mosquitto import Mosquitto
 from jumpstart.cloud.registry import Role
@@ -190,6 +192,12 @@ def test_unreachable_broker_says_what_to_check(tmp_path: Path) -> None:
         asyncio.run(start())
     with pytest.raises(InputError, match="mqtts://HOST:PORT"):
         parse_broker("http://example.com")
+    for bad in ("2/2", "1", "a/b", "-1/2"):
+        with pytest.raises(InputError, match="--shard must be I/N"):
+            parse_shard(bad)
+    assert parse_shard("1/3") == Shard(1, 3)
+    with pytest.raises(InputError, match="external broker"):
+        CloudService(home, CloudConfig(shard=Shard(0, 2)))
 
 
 def test_serve_with_mosquitto_as_a_process(tmp_path: Path) -> None:
@@ -244,3 +252,65 @@ def test_a_thing_cannot_take_an_operators_name(tmp_path: Path) -> None:
         with pytest.raises(InputError, match="already used by a principal with role device"):
             registry.issue("lamp", Role.APP)
         registry.issue("ops", Role.ADMIN)  # the same role again is fine
+
+
+def test_two_engine_shards_serve_each_request_exactly_once(tmp_path: Path) -> None:
+    """Two instances on one broker and one store (as with --store postgresql): every
+    request is served by the instance that owns its thing, never twice."""
+    home = _home(tmp_path)
+    folder = tmp_path / "creds"
+    folder.mkdir()
+    things = [f"lamp{n}" for n in range(12)]
+    with home.registry() as registry:
+        for thing in things:
+            registry.create_thing(thing)
+        issued = registry.issue("watcher", Role.APP)
+    app = Credentials("watcher", folder / "app.cert", folder / "app.key")
+    app.cert.write_bytes(issued.cert_pem)
+    app.key.write_bytes(issued.key_pem)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> list[CloudService]:
+        first = CloudService(
+            home,
+            CloudConfig(
+                mqtt_port=0, rest_port=0, broker=parse_broker("mosquitto"), shard=Shard(0, 2)
+            ),
+        )
+        await first.start()
+        address = f"mqtts://127.0.0.1:{first.mqtt_port}"
+        second = CloudService(
+            home,
+            CloudConfig(mqtt_port=0, rest_port=0, broker=parse_broker(address), shard=Shard(1, 2)),
+        )
+        await second.start()
+        return [first, second]
+
+    services = asyncio.run_coroutine_threadsafe(start(), loop).result(20)
+    try:
+        running = RunningCloud(
+            services[0], loop, home.ca_pem, services[0].mqtt_port, 0, {}, "mosquitto"
+        )
+        watcher = PahoDevice(running, app)
+        watcher.connect()
+        try:
+            watcher.subscribe("$aws/things/+/shadow/update/accepted")
+            for thing in things:
+                body = {"state": {"reported": {"on": True}}}
+                watcher.publish(f"$aws/things/{thing}/shadow/update", body)
+            replies = [watcher.expect_any(timeout=5) for _ in things]
+            assert watcher.nothing(0.5) == []  # no second reply for any request
+        finally:
+            watcher.close()
+        assert sorted(topic.split("/")[2] for topic, _ in replies) == sorted(things)
+        assert {json.loads(payload)["version"] for _, payload in replies} == {1}
+        served = [service.link.served for service in services]  # type: ignore[union-attr]
+        assert sum(served) == len(things)
+        assert min(served) > 0  # both instances took their share
+    finally:
+        for service in reversed(services):
+            asyncio.run_coroutine_threadsafe(service.close(), loop).result(20)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

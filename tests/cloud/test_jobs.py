@@ -223,6 +223,7 @@ def test_awsiotsdk_jobs_client_v2_over_mqtt5(cloud: RunningCloud) -> None:
     """The request-response jobs client correlates by clientToken on .../+ subscriptions."""
     creds: Credentials = cloud.creds["outlet1"]
     connected: Future[None] = Future()
+    stopped: Future[None] = Future()
     client = mqtt5_client_builder.mtls_from_path(
         endpoint="localhost",
         port=cloud.mqtt_port,
@@ -231,6 +232,7 @@ def test_awsiotsdk_jobs_client_v2_over_mqtt5(cloud: RunningCloud) -> None:
         ca_filepath=str(cloud.ca),
         client_id="outlet1-v2",
         on_lifecycle_connection_success=lambda data: connected.set_result(None),
+        on_lifecycle_stopped=lambda data: stopped.set_result(None),
     )
     client.start()
     thing = "outlet1"
@@ -285,7 +287,10 @@ def test_awsiotsdk_jobs_client_v2_over_mqtt5(cloud: RunningCloud) -> None:
         ).result(10)
         assert described.execution.status == "SUCCEEDED"
     finally:
+        # Wait until it has stopped: awscrt crashes the process when a client is collected
+        # while still stopping.
         client.stop()
+        stopped.result(10)
 
 
 def _iot(cloud: RunningCloud, creds: Credentials) -> Any:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from jumpstart.cloud.endpoints import Shard
 from jumpstart.cloud.gateway.broker import Delivery, RequestHandler
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.registry import Role
@@ -76,11 +77,16 @@ class BrokerLink:
         address: BrokerAddress,
         context: ssl.SSLContext,
         handlers: Sequence[RequestHandler],
-        client_id: str = LINK_CLIENT_ID,
+        shard: Shard | None = None,
     ) -> None:
         self.address = address
         self.context = context
         self.handlers = list(handlers)
+        self.shard = shard or Shard()
+        # One persistent session per shard: a restarted instance finds its own queue.
+        client_id = LINK_CLIENT_ID
+        if self.shard.count > 1:
+            client_id += f"-{self.shard.index}of{self.shard.count}"
         self.client = MqttClient(client_id, keep_alive=KEEP_ALIVE_S, clean_start=False)
         self.client.subscribe([(f, 1) for f in REQUEST_FILTERS])
         self.connected = asyncio.Event()
@@ -114,6 +120,7 @@ class BrokerLink:
             "broker": str(self.address),
             "link": "connected" if self.connected.is_set() else "reconnecting",
             "served": self.served,
+            "shard": str(self.shard),
         }
         if self.refused_filters:
             details["refusedFilters"] = self.refused_filters
@@ -215,7 +222,7 @@ class BrokerLink:
     def _serve(self, topic: str, payload: bytes) -> None:
         handler = next((h for h in self.handlers if h.accepts(topic)), None)
         thing = thing_of(topic)
-        if handler is None or thing is None:
+        if handler is None or thing is None or not self.shard.owns(thing):
             return
         # The broker's ACL already decided that the publisher may send this request.
         principal = Principal(thing, Role.DEVICE)

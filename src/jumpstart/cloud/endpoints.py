@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from jumpstart.errors import InputError
 
-__all__ = ["MQTT_PORT", "REST_PORT", "BrokerMode", "parse_broker"]
+__all__ = ["MQTT_PORT", "REST_PORT", "BrokerMode", "Shard", "parse_broker", "parse_shard"]
 
 # AWS IoT's ports: MQTT over TLS on 8883, the REST data endpoint on 8443.
 MQTT_PORT = 8883
@@ -46,3 +47,30 @@ def parse_broker(text: str) -> BrokerMode:
         if port:
             return BrokerMode("mqtts", url.hostname, port)
     raise InputError(f"unknown broker {text!r}: use 'embedded', 'mosquitto' or mqtts://HOST:PORT")
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Which things' requests one engine instance serves on a shared external broker.
+
+    Every instance receives every request (no tested broker delivers ``$share``
+    subscriptions on ``$aws`` topics, spec/cloud.md 7), so each serves only the things whose
+    name hashes to its index: a request is served exactly once.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def owns(self, thing: str) -> bool:
+        return self.count == 1 or zlib.crc32(thing.encode()) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``I/N``: instance I (from 0) of N."""
+    index, _, count = text.partition("/")
+    if index.isdigit() and count.isdigit() and 0 <= int(index) < int(count):
+        return Shard(int(index), int(count))
+    raise InputError(f"--shard must be I/N with 0 <= I < N, e.g. 0/2, not {text!r}")

@@ -17,7 +17,7 @@ from types import TracebackType
 from jumpstart.cloud.admin import operator_credentials
 from jumpstart.cloud.broker_link import BrokerAddress, BrokerLink
 from jumpstart.cloud.bus import MessageBus
-from jumpstart.cloud.endpoints import MQTT_PORT, REST_PORT, BrokerMode, parse_broker
+from jumpstart.cloud.endpoints import MQTT_PORT, REST_PORT, BrokerMode, Shard, parse_broker
 from jumpstart.cloud.gateway.broker import Broker, BrokerLimits, RequestHandler
 from jumpstart.cloud.gateway.retained import SqliteRetainedStore
 from jumpstart.cloud.gateway.server import GatewayServer
@@ -52,6 +52,7 @@ class CloudConfig:
     limits: BrokerLimits = field(default_factory=BrokerLimits)
     broker: BrokerMode = field(default_factory=lambda: parse_broker("embedded"))
     broker_timeout_s: float = 10.0  # to attach the engines to an external broker at start
+    shard: Shard = field(default_factory=Shard)  # external broker: this instance's things
 
 
 def open_stores(home: CloudHome, url: str | None = None) -> tuple[ShadowStore, JobStore]:
@@ -78,6 +79,8 @@ class CloudService:
     ) -> None:
         self.home = home
         self.config = config or CloudConfig()
+        if self.config.shard.count > 1 and not self.config.broker.external:
+            raise InputError("shards are for several engines on one external broker (--broker)")
         self.ca = home.ensure()
         self.registry = Registry(home.registry_path, self.ca)
         self.store = store or SqliteShadowStore(home.shadows_path)
@@ -124,7 +127,7 @@ class CloudService:
         cert, key = operator_credentials(self.home)
         context = ssl.create_default_context(cafile=str(self.home.ca_pem))
         context.load_cert_chain(str(cert), str(key))
-        return BrokerLink(address, context, self.handlers)
+        return BrokerLink(address, context, self.handlers, self.config.shard)
 
     async def start(self) -> None:
         if self.gateway is not None:
