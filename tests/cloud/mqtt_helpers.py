@@ -6,9 +6,13 @@ import json
 import queue
 import socket
 import ssl
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from awsiot import mqtt5_client_builder
 
 from tests.cloud.conftest import Credentials, RunningCloud
 
@@ -101,3 +105,28 @@ def tls_context(cloud: RunningCloud, creds: Credentials | None) -> ssl.SSLContex
     if creds is not None:
         context.load_cert_chain(str(creds.cert), str(creds.key))
     return context
+
+
+@contextmanager
+def mqtt5_client(cloud: RunningCloud, creds: Credentials, client_id: str) -> Iterator[Any]:
+    """A started awscrt MQTT 5 client; stopped, and waited for, on exit (awscrt crashes the
+    process when a client is collected while it is still stopping)."""
+    connected: Future[None] = Future()
+    stopped: Future[None] = Future()
+    client = mqtt5_client_builder.mtls_from_path(
+        endpoint="localhost",
+        port=cloud.mqtt_port,
+        cert_filepath=str(creds.cert),
+        pri_key_filepath=str(creds.key),
+        ca_filepath=str(cloud.ca),
+        client_id=client_id,
+        on_lifecycle_connection_success=lambda data: connected.set_result(None),
+        on_lifecycle_stopped=lambda data: stopped.set_result(None),
+    )
+    client.start()
+    try:
+        connected.result(10)
+        yield client
+    finally:
+        client.stop()
+        stopped.result(10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import queue
 import time
-from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -14,11 +13,11 @@ from awsiot import (
     ServiceStreamOptions,
     V2ServiceException,
     iotshadow,
-    mqtt5_client_builder,
     mqtt_connection_builder,
 )
 
 from tests.cloud.conftest import RunningCloud
+from tests.cloud.mqtt_helpers import mqtt5_client
 
 pytestmark = pytest.mark.interop
 
@@ -126,21 +125,7 @@ def test_mqtt311_shadow_client_flow(cloud: RunningCloud) -> None:
 
 def test_mqtt5_shadow_client_v2_flow(cloud: RunningCloud) -> None:
     creds = cloud.creds["outlet2"]
-    connected: Future[None] = Future()
-    stopped: Future[None] = Future()
-    client = mqtt5_client_builder.mtls_from_path(
-        endpoint="localhost",
-        port=cloud.mqtt_port,
-        cert_filepath=str(creds.cert),
-        pri_key_filepath=str(creds.key),
-        ca_filepath=str(cloud.ca),
-        client_id="outlet2",
-        on_lifecycle_connection_success=lambda data: connected.set_result(None),
-        on_lifecycle_stopped=lambda data: stopped.set_result(None),
-    )
-    client.start()
-    try:
-        connected.result(10)
+    with mqtt5_client(cloud, creds, "outlet2") as client:
         shadow = iotshadow.IotShadowClientV2(
             client,
             mqtt_request_response.ClientOptions(
@@ -200,6 +185,3 @@ def test_mqtt5_shadow_client_v2_flow(cloud: RunningCloud) -> None:
             )
         ).result(10)
         assert classic.state.reported == {"v": 5}
-    finally:
-        client.stop()
-        stopped.result(10)

@@ -7,7 +7,6 @@ import datetime
 import json
 import queue
 import time
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from awsiot import (
     ServiceStreamOptions,
     V2ServiceException,
     iotjobs,
-    mqtt5_client_builder,
     mqtt_connection_builder,
 )
 from botocore.config import Config
@@ -27,7 +25,7 @@ from botocore.exceptions import ClientError
 from jumpstart.cli import main
 from jumpstart.cloud.admin import job_create_request, rest_request
 from tests.cloud.conftest import Credentials, RunningCloud
-from tests.cloud.mqtt_helpers import PahoDevice
+from tests.cloud.mqtt_helpers import PahoDevice, mqtt5_client
 
 DOC = json.dumps({"operation": "ota", "url": "https://localhost:8070/outlet.bin"})
 
@@ -222,22 +220,8 @@ def test_awsiotsdk_jobs_client_runs_an_ota_job(cloud: RunningCloud) -> None:
 def test_awsiotsdk_jobs_client_v2_over_mqtt5(cloud: RunningCloud) -> None:
     """The request-response jobs client correlates by clientToken on .../+ subscriptions."""
     creds: Credentials = cloud.creds["outlet1"]
-    connected: Future[None] = Future()
-    stopped: Future[None] = Future()
-    client = mqtt5_client_builder.mtls_from_path(
-        endpoint="localhost",
-        port=cloud.mqtt_port,
-        cert_filepath=str(creds.cert),
-        pri_key_filepath=str(creds.key),
-        ca_filepath=str(cloud.ca),
-        client_id="outlet1-v2",
-        on_lifecycle_connection_success=lambda data: connected.set_result(None),
-        on_lifecycle_stopped=lambda data: stopped.set_result(None),
-    )
-    client.start()
     thing = "outlet1"
-    try:
-        connected.result(10)
+    with mqtt5_client(cloud, creds, "outlet1-v2") as client:
         jobs = iotjobs.IotJobsClientV2(
             client,
             mqtt_request_response.ClientOptions(
@@ -286,11 +270,6 @@ def test_awsiotsdk_jobs_client_v2_over_mqtt5(cloud: RunningCloud) -> None:
             iotjobs.DescribeJobExecutionRequest(thing_name=thing, job_id="sdk5-ota")
         ).result(10)
         assert described.execution.status == "SUCCEEDED"
-    finally:
-        # Wait until it has stopped: awscrt crashes the process when a client is collected
-        # while still stopping.
-        client.stop()
-        stopped.result(10)
 
 
 def _iot(cloud: RunningCloud, creds: Credentials) -> Any:
