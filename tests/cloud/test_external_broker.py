@@ -25,11 +25,12 @@ from jumpstart.cloud.endpoints import Shard, parse_broker, parse_shard
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.mosquitto import Mosquitto
 from jumpstart.cloud.registry import Role
-from jumpstart.cloud.service import CloudConfig, CloudService
+from jumpstart.cloud.service import CloudConfig, CloudService, open_stores
 from jumpstart.errors import InputError
 from tests.cloud.cloud_process import JUMPSTART, serve
 from tests.cloud.conftest import Credentials, RunningCloud
 from tests.cloud.mqtt_helpers import PahoDevice
+from tests.postgres_cluster import fresh_schema
 
 pytestmark = pytest.mark.interop
 ON_MOSQUITTO = pytest.mark.parametrize("cloud", ["mosquitto"], indirect=True)
@@ -254,10 +255,16 @@ def test_a_thing_cannot_take_an_operators_name(tmp_path: Path) -> None:
         registry.issue("ops", Role.ADMIN)  # the same role again is fine
 
 
-def test_two_engine_shards_serve_each_request_exactly_once(tmp_path: Path) -> None:
-    """Two instances on one broker and one store (as with --store postgresql): every
-    request is served by the instance that owns its thing, never twice."""
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_two_engine_shards_serve_each_request_exactly_once(
+    tmp_path: Path, store: str, request: pytest.FixtureRequest
+) -> None:
+    """Two instances on one broker and one store: every request is served by the instance
+    that owns its thing, never twice."""
     home = _home(tmp_path)
+    url = None
+    if store == "postgresql":
+        url = fresh_schema(request.getfixturevalue("postgres_url"))
     folder = tmp_path / "creds"
     folder.mkdir()
     things = [f"lamp{n}" for n in range(12)]
@@ -278,12 +285,14 @@ def test_two_engine_shards_serve_each_request_exactly_once(tmp_path: Path) -> No
             CloudConfig(
                 mqtt_port=0, rest_port=0, broker=parse_broker("mosquitto"), shard=Shard(0, 2)
             ),
+            *open_stores(home, url),
         )
         await first.start()
         address = f"mqtts://127.0.0.1:{first.mqtt_port}"
         second = CloudService(
             home,
             CloudConfig(mqtt_port=0, rest_port=0, broker=parse_broker(address), shard=Shard(1, 2)),
+            *open_stores(home, url),
         )
         await second.start()
         return [first, second]
