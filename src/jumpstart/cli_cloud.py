@@ -21,16 +21,10 @@ from jumpstart.cloud.admin import (
     shadow_request,
     thing_create,
 )
-from jumpstart.cloud.endpoints import parse_broker, parse_shard
+from jumpstart.cloud.endpoints import MQTT_PORT, REST_PORT, parse_broker, parse_shard
 from jumpstart.cloud.home import CloudHome, default_home
 from jumpstart.cloud.registry import Role
-from jumpstart.cloud.service import (
-    MQTT_PORT,
-    REST_PORT,
-    CloudConfig,
-    CloudService,
-    open_stores,
-)
+from jumpstart.cloud.service import CloudConfig, CloudService, open_stores
 from jumpstart.errors import InputError
 
 cloud_app = typer.Typer(help="The local AWS IoT compatible device cloud.", no_args_is_help=True)

@@ -22,6 +22,7 @@ __all__ = [
     "client_create",
     "curl_line",
     "job_create_request",
+    "operator_context",
     "operator_credentials",
     "rest_request",
     "shadow_request",
@@ -93,6 +94,15 @@ class RestResponse:
     document: dict[str, Any]
 
 
+def operator_context(home: CloudHome) -> ssl.SSLContext:
+    """A client TLS context that trusts the cloud's CA and presents the operator certificate
+    (the CLI's REST calls, the engines on an external broker)."""
+    cert, key = operator_credentials(home)
+    context = ssl.create_default_context(cafile=str(home.ca_pem))
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
 def rest_request(
     home: CloudHome,
     method: str,
@@ -102,9 +112,7 @@ def rest_request(
     host: str = DEFAULT_ENDPOINT,
 ) -> RestResponse:
     """One REST call to a running cloud with the operator's certificate."""
-    cert, key = operator_credentials(home)
-    context = ssl.create_default_context(cafile=str(home.ca_pem))
-    context.load_cert_chain(str(cert), str(key))
+    context = operator_context(home)
     connection = http.client.HTTPSConnection(host, port, context=context, timeout=10)
     try:
         connection.request(method, path, body=body or None)

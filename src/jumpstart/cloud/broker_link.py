@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jumpstart.cloud.endpoints import Shard
-from jumpstart.cloud.gateway.broker import Delivery, RequestHandler
+from jumpstart.cloud.gateway.broker import Delivery, RequestHandler, find_handler
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.registry import Role
 from jumpstart.cloud.topics import REQUEST_FILTERS, thing_of
@@ -220,7 +220,7 @@ class BrokerLink:
                 raise ConnectionError(f"DISCONNECT from the broker ({event.reason_code:#04x})")
 
     def _serve(self, topic: str, payload: bytes) -> None:
-        handler = next((h for h in self.handlers if h.accepts(topic)), None)
+        handler = find_handler(self.handlers, topic)
         thing = thing_of(topic)
         if handler is None or thing is None or not self.shard.owns(thing):
             return

@@ -158,10 +158,15 @@ class Mosquitto:
         self._view: _RegistryView | None = None
         self._watcher: asyncio.Task[None] | None = None
 
-    def write_files(self) -> bool:
-        """Write config, ACL and CRL; True when the ACL or CRL changed."""
+    def write_files(self) -> None:
+        """Write the configuration, ACL and CRL."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(config_text(self.home, self.folder, self.host, self.port))
+        self._view = None
+        self._write_registry_files()
+
+    def _write_registry_files(self) -> bool:
+        """Rewrite the ACL and CRL when the registry changed; True if it did."""
         view = _view(self.registry)
         if view == self._view:
             return False
@@ -211,7 +216,8 @@ class Mosquitto:
 
     def reload(self) -> None:
         """Rewrite the ACL and CRL and make mosquitto read them again (SIGHUP)."""
-        if self.write_files() and self.process is not None and self.process.returncode is None:
+        changed = self._write_registry_files()
+        if changed and self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGHUP)
 
     async def _watch_registry(self) -> None:

@@ -10,11 +10,10 @@ or a broker that runs elsewhere; then the engines are that broker's client (``Br
 from __future__ import annotations
 
 import asyncio
-import ssl
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from jumpstart.cloud.admin import operator_credentials
+from jumpstart.cloud.admin import operator_context
 from jumpstart.cloud.broker_link import BrokerAddress, BrokerLink
 from jumpstart.cloud.bus import MessageBus
 from jumpstart.cloud.endpoints import MQTT_PORT, REST_PORT, BrokerMode, Shard, parse_broker
@@ -37,7 +36,7 @@ from jumpstart.cloud.shadow.store import ShadowStore, SqliteShadowStore
 from jumpstart.cloud.tls import server_context
 from jumpstart.errors import InputError
 
-__all__ = ["MQTT_PORT", "REST_PORT", "CloudConfig", "CloudService", "open_stores"]
+__all__ = ["CloudConfig", "CloudService", "open_stores"]
 
 # Step timeouts are in minutes; a sweep every few seconds is precise enough.
 JOB_SWEEP_S = 5.0
@@ -124,10 +123,7 @@ class CloudService:
             address = BrokerAddress(config.host, self.mosquitto.port)
         else:
             address = BrokerAddress(mode.host, mode.port)
-        cert, key = operator_credentials(self.home)
-        context = ssl.create_default_context(cafile=str(self.home.ca_pem))
-        context.load_cert_chain(str(cert), str(key))
-        return BrokerLink(address, context, self.handlers, self.config.shard)
+        return BrokerLink(address, operator_context(self.home), self.handlers, self.config.shard)
 
     async def start(self) -> None:
         if self.gateway is not None:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from jumpstart.cloud.gateway.connection import ClientConnection
     from jumpstart.cloud.policy import Principal
 
-__all__ = ["Broker", "BrokerLimits", "Delivery", "RequestHandler"]
+__all__ = ["Broker", "BrokerLimits", "Delivery", "RequestHandler", "find_handler"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,11 @@ class RequestHandler(Protocol):
 
     def throttled(self, topic: str, payload: bytes, client_id: str) -> Sequence[Delivery]:
         """The reply to a request over the in-flight limit."""
+
+
+def find_handler(handlers: Sequence[RequestHandler], topic: str) -> RequestHandler | None:
+    """The handler whose requests arrive on ``topic``, if any."""
+    return next((handler for handler in handlers if handler.accepts(topic)), None)
 
 
 class Broker:
@@ -200,10 +205,7 @@ class Broker:
         return True, {"broker": "embedded", "connections": len(self.connections)}
 
     def handler_for(self, topic: str) -> RequestHandler | None:
-        for handler in self.handlers:
-            if handler.accepts(topic):
-                return handler
-        return None
+        return find_handler(self.handlers, topic)
 
     def check_keep_alive(self) -> None:
         now = self.clock()
