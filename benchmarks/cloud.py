@@ -198,6 +198,8 @@ def _start_cloud(root: Path, broker: str = "embedded") -> Server:
             "0",
             "--rest-port",
             "0",
+            "--firmware-port",
+            "0",
             "--broker",
             broker,
         ],
@@ -211,7 +213,7 @@ def _start_cloud(root: Path, broker: str = "embedded") -> Server:
     for line in process.stdout:
         found = re.search(r"(mqtts|https)://localhost:(\d+)", line)
         if found:
-            ports[found[1]] = int(found[2])
+            ports.setdefault(found[1], int(found[2]))  # REST comes before firmware
         if line.startswith("Ctrl-C"):
             break
     name = "jumpstart" if broker == "embedded" else f"jumpstart-{broker}"

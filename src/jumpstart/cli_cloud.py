@@ -21,11 +21,19 @@ from jumpstart.cloud.admin import (
     shadow_request,
     thing_create,
 )
-from jumpstart.cloud.endpoints import MQTT_PORT, REST_PORT, parse_broker, parse_shard
+from jumpstart.cloud.endpoints import (
+    FIRMWARE_PORT,
+    MQTT_PORT,
+    REST_PORT,
+    parse_broker,
+    parse_shard,
+)
+from jumpstart.cloud.firmware import FirmwareStore, firmware_url
 from jumpstart.cloud.home import CloudHome, default_home
 from jumpstart.cloud.registry import Role
 from jumpstart.cloud.service import CloudConfig, CloudService, open_stores
 from jumpstart.errors import InputError
+from jumpstart.host.files import read_file
 
 cloud_app = typer.Typer(help="The local AWS IoT compatible device cloud.", no_args_is_help=True)
 thing_app = typer.Typer(help="Things (devices) and their credentials.", no_args_is_help=True)
@@ -40,6 +48,8 @@ cloud_app.add_typer(cert_app, name="cert")
 job_app = typer.Typer(help="Jobs for fleets, e.g. OTA (as an operator).", no_args_is_help=True)
 cloud_app.add_typer(shadow_app, name="shadow")
 cloud_app.add_typer(job_app, name="job")
+firmware_app = typer.Typer(help="App images hosted over HTTPS for OTA.", no_args_is_help=True)
+cloud_app.add_typer(firmware_app, name="firmware")
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder for the five files.")]
 PortOption = Annotated[int, typer.Option("--port", help="The REST endpoint's port.")]
@@ -107,6 +117,7 @@ def cert_revoke_cmd(certificate_id: str) -> None:
 def serve_cmd(
     mqtt_port: Annotated[int, typer.Option("--mqtt-port")] = MQTT_PORT,
     rest_port: Annotated[int, typer.Option("--rest-port")] = REST_PORT,
+    firmware_port: Annotated[int, typer.Option("--firmware-port")] = FIRMWARE_PORT,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     store: Annotated[
         str,
@@ -129,13 +140,14 @@ def serve_cmd(
         ),
     ] = "0/1",
 ) -> None:
-    """Run the cloud (MQTT endpoint and REST API) until Ctrl-C."""
+    """Run the cloud (MQTT endpoint, REST API, firmware hosting) until Ctrl-C."""
     home = _home()
     operator_credentials(home)
     config = CloudConfig(
         host=host,
         mqtt_port=mqtt_port,
         rest_port=rest_port,
+        firmware_port=firmware_port,
         broker=parse_broker(broker),
         shard=parse_shard(shard),
     )
@@ -154,6 +166,7 @@ def serve_cmd(
             if cloud.mosquitto is not None:
                 out.print(f"  mosquitto config   {cloud.mosquitto.config_path}")
             out.print(f"  REST (mutual TLS)  https://localhost:{cloud.rest_port}")
+            out.print(f"  Firmware (HTTPS)   https://localhost:{cloud.firmware_port}/firmware/")
             out.print(f"  CA for clients     {home.ca_pem}")
             out.print("Read a thing's shadow the guide's way (in the thing's folder):")
             out.print(f"  export CURL_CA_BUNDLE={home.ca_pem}")
@@ -196,6 +209,49 @@ def shadow_delete_cmd(thing: str, name: NameOption = "", port: PortOption = REST
     """Delete THING's shadow."""
     response = shadow_request(_home(), "DELETE", thing, name, port=port)
     _show(response.status, response.document)
+
+
+@firmware_app.command("upload")
+def firmware_upload_cmd(
+    image: Annotated[Path, typer.Argument(help="An app image (jumpstart idf build -o IMAGE)")],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="File name in the URL (default PROJECT-VERSION.bin)"),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Host it even if it fails the image checks (to test devices)"),
+    ] = False,
+    port: Annotated[
+        int, typer.Option("--port", help="The firmware server's port.")
+    ] = FIRMWARE_PORT,
+) -> None:
+    """Host IMAGE on the cloud's HTTPS firmware server and print its URL."""
+    home = _home()
+    home.ensure()
+    hosted = FirmwareStore(home).upload(read_file(image), name, check=not force)
+    url = firmware_url("localhost", port, hosted.name)
+    out = _out()
+    out.print(
+        f"hosted {hosted.project} {hosted.version} "
+        f"({hosted.size} bytes, sha256 {hosted.sha256[:16]}...)"
+    )
+    out.print(url)
+    out.print("Start the OTA on a thing (its shadow's desired ota_url):")
+    document = json.dumps({"state": {"desired": {"ota_url": url}}}, separators=(",", ":"))
+    out.print(f"  jumpstart cloud shadow update THING '{document}'")
+
+
+@firmware_app.command("list")
+def firmware_list_cmd(
+    port: Annotated[
+        int, typer.Option("--port", help="The firmware server's port.")
+    ] = FIRMWARE_PORT,
+) -> None:
+    """The hosted images and their URLs."""
+    for hosted in FirmwareStore(_home()).images():
+        url = firmware_url("localhost", port, hosted.name)
+        _out().print(f"{hosted.project:<16} {hosted.version:<10} {hosted.size:>9}  {url}")
 
 
 @job_app.command("create")

@@ -32,6 +32,8 @@ def serve(home: Path, store: str = "sqlite", broker: str = "embedded") -> Server
             "0",
             "--rest-port",
             "0",
+            "--firmware-port",
+            "0",
             "--store",
             store,
             "--broker",
@@ -51,6 +53,6 @@ def serve(home: Path, store: str = "sqlite", broker: str = "embedded") -> Server
             break
         found = re.search(r"(mqtts|https)://localhost:(\d+)", line)
         if found:
-            ports[found[1]] = int(found[2])
+            ports.setdefault(found[1], int(found[2]))  # REST comes before firmware
     assert len(ports) == 2, f"the cloud did not start (exit {process.poll()})"
     return Server(process, ports["mqtts"], ports["https"])

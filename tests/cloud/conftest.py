@@ -66,7 +66,7 @@ def cloud(
         url = fresh_schema(request.getfixturevalue("postgres_url"))
     broker = "mosquitto" if request.param == "mosquitto" else "embedded"
     stores = open_stores(home, url)
-    config = CloudConfig(mqtt_port=0, rest_port=0, broker=parse_broker(broker))
+    config = CloudConfig(mqtt_port=0, rest_port=0, firmware_port=0, broker=parse_broker(broker))
     service = CloudService(home, config, *stores)
     creds = {}
     for thing in ("outlet1", "outlet2"):

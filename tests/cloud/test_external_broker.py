@@ -156,7 +156,7 @@ def test_engines_on_a_broker_that_runs_elsewhere(tmp_path: Path) -> None:
         await broker.start()
         try:
             mode = parse_broker(f"mqtts://127.0.0.1:{broker.port}")
-            config = CloudConfig(mqtt_port=0, rest_port=0, broker=mode)
+            config = CloudConfig(mqtt_port=0, rest_port=0, firmware_port=0, broker=mode)
             async with CloudService(home, config) as cloud:
                 assert cloud.mosquitto is None  # not ours to start
                 cloud.bus.publish("$aws/things/x1/shadow/update", b'{"state":{"reported":{}}}')
@@ -183,7 +183,9 @@ def test_unreachable_broker_says_what_to_check(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     mode = parse_broker(f"mqtts://127.0.0.1:{closed_port}")
-    config = CloudConfig(mqtt_port=0, rest_port=0, broker=mode, broker_timeout_s=1.0)
+    config = CloudConfig(
+        mqtt_port=0, rest_port=0, firmware_port=0, broker=mode, broker_timeout_s=1.0
+    )
 
     async def start() -> None:
         async with CloudService(home, config):
@@ -198,7 +200,7 @@ def test_unreachable_broker_says_what_to_check(tmp_path: Path) -> None:
             parse_shard(bad)
     assert parse_shard("1/3") == Shard(1, 3)
     with pytest.raises(InputError, match="external broker"):
-        CloudService(home, CloudConfig(shard=Shard(0, 2)))
+        CloudService(home, CloudConfig(shard=Shard(0, 2), firmware_port=0))
 
 
 def test_serve_with_mosquitto_as_a_process(tmp_path: Path) -> None:
@@ -283,7 +285,11 @@ def test_two_engine_shards_serve_each_request_exactly_once(
         first = CloudService(
             home,
             CloudConfig(
-                mqtt_port=0, rest_port=0, broker=parse_broker("mosquitto"), shard=Shard(0, 2)
+                mqtt_port=0,
+                rest_port=0,
+                firmware_port=0,
+                broker=parse_broker("mosquitto"),
+                shard=Shard(0, 2),
             ),
             *open_stores(home, url),
         )
@@ -291,7 +297,13 @@ def test_two_engine_shards_serve_each_request_exactly_once(
         address = f"mqtts://127.0.0.1:{first.mqtt_port}"
         second = CloudService(
             home,
-            CloudConfig(mqtt_port=0, rest_port=0, broker=parse_broker(address), shard=Shard(1, 2)),
+            CloudConfig(
+                mqtt_port=0,
+                rest_port=0,
+                firmware_port=0,
+                broker=parse_broker(address),
+                shard=Shard(1, 2),
+            ),
             *open_stores(home, url),
         )
         await second.start()

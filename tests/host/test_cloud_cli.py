@@ -39,3 +39,27 @@ def test_shadow_command_without_a_running_cloud_says_what_to_do(
     monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
     assert main(["cloud", "shadow", "get", "outlet9", "--port", "1"]) == 2
     assert "jumpstart cloud serve" in capsys.readouterr().err
+
+
+def test_firmware_upload_hosts_a_checked_image_and_prints_its_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
+    image = tmp_path / "hello.bin"
+    assert main(["idf", "build", "apps/1_hello_world", "-o", str(image)]) == 0
+    capsys.readouterr()
+    assert main(["cloud", "firmware", "upload", str(image)]) == 0
+    out = capsys.readouterr().out
+    assert "https://localhost:8070/firmware/hello_world-1.0.0.bin" in out
+    assert '"ota_url":"https://localhost:8070/firmware/hello_world-1.0.0.bin"' in out
+    hosted = default_home().path / "firmware" / "hello_world-1.0.0.bin"
+    assert hosted.read_bytes() == image.read_bytes()
+    corrupt = tmp_path / "corrupt.bin"
+    corrupt.write_bytes(image.read_bytes()[:-40])
+    assert main(["cloud", "firmware", "upload", str(corrupt)]) == 2
+    assert "not a valid app image" in capsys.readouterr().err
+    assert main(["cloud", "firmware", "upload", str(corrupt), "--force", "--name", "bad.bin"]) == 0
+    assert main(["cloud", "firmware", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "bad.bin" in listing
+    assert "hello_world" in listing

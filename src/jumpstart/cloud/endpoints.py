@@ -8,11 +8,21 @@ from urllib.parse import urlsplit
 
 from jumpstart.errors import InputError
 
-__all__ = ["MQTT_PORT", "REST_PORT", "BrokerMode", "Shard", "parse_broker", "parse_shard"]
+__all__ = [
+    "FIRMWARE_PORT",
+    "MQTT_PORT",
+    "REST_PORT",
+    "BrokerMode",
+    "Shard",
+    "parse_broker",
+    "parse_shard",
+]
 
 # AWS IoT's ports: MQTT over TLS on 8883, the REST data endpoint on 8443.
 MQTT_PORT = 8883
 REST_PORT = 8443
+# Firmware images over HTTPS: the port of ESP-IDF's OTA examples (simple_ota_example).
+FIRMWARE_PORT = 8070
 
 EMBEDDED = "embedded"
 MOSQUITTO = "mosquitto"

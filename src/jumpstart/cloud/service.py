@@ -1,10 +1,11 @@
 """The whole local cloud in one event loop: registry, shadow and jobs services, the MQTT
 endpoint, REST API.
 
-``async with CloudService(home) as cloud:`` starts it; ``cloud.mqtt_port`` and
-``cloud.rest_port`` say where it listens (0 asks for free ports). The MQTT endpoint is the
-embedded gateway, or (``CloudConfig.broker``) mosquitto started and configured by the cloud,
-or a broker that runs elsewhere; then the engines are that broker's client (``BrokerLink``).
+``async with CloudService(home) as cloud:`` starts it; ``cloud.mqtt_port``,
+``cloud.rest_port`` and ``cloud.firmware_port`` say where it listens (0 asks for free ports).
+The MQTT endpoint is the embedded gateway, or (``CloudConfig.broker``) mosquitto started and
+configured by the cloud, or a broker that runs elsewhere; then the engines are that broker's
+client (``BrokerLink``). Firmware images for OTA are served over HTTPS (``FirmwareServer``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from types import TracebackType
 from jumpstart.cloud.admin import operator_context
 from jumpstart.cloud.broker_link import BrokerAddress, BrokerLink
 from jumpstart.cloud.bus import MessageBus
-from jumpstart.cloud.endpoints import MQTT_PORT, REST_PORT, BrokerMode, Shard, parse_broker
+from jumpstart.cloud.endpoints import (
+    FIRMWARE_PORT,
+    MQTT_PORT,
+    REST_PORT,
+    BrokerMode,
+    Shard,
+    parse_broker,
+)
+from jumpstart.cloud.firmware import FirmwareServer
 from jumpstart.cloud.gateway.broker import Broker, BrokerLimits, RequestHandler
 from jumpstart.cloud.gateway.retained import SqliteRetainedStore
 from jumpstart.cloud.gateway.server import GatewayServer
@@ -47,6 +56,7 @@ class CloudConfig:
     host: str = "127.0.0.1"
     mqtt_port: int = MQTT_PORT
     rest_port: int = REST_PORT
+    firmware_port: int = FIRMWARE_PORT
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     limits: BrokerLimits = field(default_factory=BrokerLimits)
     broker: BrokerMode = field(default_factory=lambda: parse_broker("embedded"))
@@ -107,6 +117,8 @@ class CloudService:
         self.mqtt_port = 0
         self.rest_port = 0
         self.rest = RestServer(self)
+        self.firmware = FirmwareServer(home)
+        self.firmware_port = 0
         self._sweeper: asyncio.Task[None] | None = None
 
     def authenticate(self, der: bytes) -> Principal | None:
@@ -139,6 +151,7 @@ class CloudService:
                 raise
             self.mqtt_port = self.link.address.port
         self.rest_port = await self.rest.start(self.config.host, self.config.rest_port)
+        self.firmware_port = await self.firmware.start(self.config.host, self.config.firmware_port)
         self._sweeper = asyncio.create_task(self._sweep_job_timeouts())
 
     async def _sweep_job_timeouts(self) -> None:
@@ -159,6 +172,7 @@ class CloudService:
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.rest.close()
+        await self.firmware.close()
         await self._close_broker()
         self.store.close()
         self.job_store.close()

@@ -17,6 +17,7 @@ from jumpstart.idf.event import EventLoop
 from jumpstart.idf.gpio import Gpio
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.nvs import NvsFlash
+from jumpstart.idf.ota import EspOta
 from jumpstart.idf.partition import EspPartition, PartitionMap
 from jumpstart.idf.timer import TimerService
 from jumpstart.idf.wifi import Wifi
@@ -44,6 +45,8 @@ class AppContext:
     """Milliseconds since boot (``xTaskGetTickCount`` at a 1 kHz tick)."""
     spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
     wifi: Wifi | None = None
+    ota: EspOta | None = None
+    """``esp_ota_ops`` for the running app (None on a layout without OTA slots)."""
     _teardown: list[Callable[[], Any]] = field(default_factory=list)
 
     @property

@@ -5,35 +5,33 @@ otadata entry with the highest sequence number; loading falls back from the sele
 downwards to the factory app, then upwards through the remaining OTA slots. With app rollback
 enabled, an entry left in PENDING_VERIFY becomes ABORTED (the app never confirmed itself) and
 a NEW entry becomes PENDING_VERIFY. Every image is verified (checksum, SHA-256, app
-description, app package) before it may run; a corrupt one is logged and skipped.
+description, app package, and the signature once secure boot key digests are burned in eFuse)
+before it may run; a corrupt one is logged and skipped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jumpstart.errors import InputError
-from jumpstart.formats.app_image import AppImage, image_span
-from jumpstart.formats.app_package import AppPackage
-from jumpstart.formats.otadata import (
-    BLANK_SEQ,
-    OtadataError,
-    OtaImgState,
-    OtaSelectEntry,
-    parse_otadata,
-    select_entry,
-    slot_for_seq,
-)
+from jumpstart.formats.app_image import ChipId
+from jumpstart.formats.otadata import BLANK_SEQ, OtaImgState, OtaSelectEntry
 from jumpstart.formats.partition_table import Partition, PartitionType
+from jumpstart.idf.bootloader_support import (
+    FACTORY_SUBTYPE,
+    Otadata,
+    VerifiedApp,
+    verify_app_partition,
+)
 from jumpstart.idf.log import EspLog
-from jumpstart.idf.partition import EspPartition, PartitionMap
+from jumpstart.idf.partition import PartitionMap
 
 __all__ = ["BootPlan", "BootedApp", "NoBootableAppError", "boot_candidates", "load_boot_image"]
 
 TAG = "boot"
-FACTORY_SUBTYPE = 0x00
-OTADATA_SUBTYPE = 0x00
-SECTOR = 0x1000
+
+BootedApp = VerifiedApp
 
 
 class NoBootableAppError(InputError):
@@ -41,28 +39,11 @@ class NoBootableAppError(InputError):
 
 
 @dataclass(frozen=True)
-class BootedApp:
-    partition: EspPartition
-    image: AppImage
-    package: AppPackage
-
-
-def _otadata(parts: PartitionMap) -> EspPartition | None:
-    found = parts.find(PartitionType.DATA, subtype=OTADATA_SUBTYPE)
-    return found[0] if found else None
-
-
-def _write_entry(otadata: EspPartition, index: int, entry: OtaSelectEntry) -> None:
-    otadata.erase_range(index * SECTOR, SECTOR)
-    otadata.write(index * SECTOR, entry.to_bytes())
-
-
-@dataclass(frozen=True)
 class BootPlan:
     """App partitions in the order the bootloader tries them, and the otadata it read."""
 
     candidates: list[Partition]
-    otadata: EspPartition | None
+    otadata: Otadata | None
     otadata_blank: bool
     """Neither entry holds a sequence number with a good CRC (``set_actual_ota_seq`` case)."""
 
@@ -72,30 +53,31 @@ def boot_candidates(parts: PartitionMap, log: EspLog, *, rollback: bool = True) 
     table = parts.table
     apps = table.ota_apps
     factory = next(
-        (p for p in table.partitions if p.type == PartitionType.APP and p.subtype == 0), None
+        (
+            p
+            for p in table.partitions
+            if p.type == PartitionType.APP and p.subtype == FACTORY_SUBTYPE
+        ),
+        None,
     )
-    otadata = _otadata(parts)
+    otadata = Otadata.find(parts)
     selected: int | None = None  # index into apps; None = factory
     blank = False
-    if otadata is not None and apps:
-        try:
-            entries = list(parse_otadata(otadata.read(0, otadata.size)))
-            blank = all(e.ota_seq == BLANK_SEQ or not e.crc_ok for e in entries)
-        except OtadataError as err:
-            log.e(TAG, f"otadata unreadable ({err})")
-            entries = []
+    if otadata is not None:
+        entries = otadata.read()
+        blank = all(e.ota_seq == BLANK_SEQ or not e.crc_ok for e in entries)
         if rollback:
             for index, entry in enumerate(entries):
                 if entry.is_valid and entry.state == OtaImgState.PENDING_VERIFY:
                     log.w(TAG, f"otadata[{index}]: app never confirmed itself, marked aborted")
                     entries[index] = entry.with_state(OtaImgState.ABORTED)
-                    _write_entry(otadata, index, entries[index])
-        chosen = select_entry((entries[0], entries[1])) if len(entries) == 2 else None
+                    otadata.rewrite(index, entries[index])
+        chosen = otadata.active(entries)
         if chosen is not None:
             entry = entries[chosen]
-            selected = slot_for_seq(entry.ota_seq, len(apps))
+            selected = otadata.slot_of(entry)
             if rollback and entry.state == OtaImgState.NEW:
-                _write_entry(otadata, chosen, entry.with_state(OtaImgState.PENDING_VERIFY))
+                otadata.rewrite(chosen, entry.with_state(OtaImgState.PENDING_VERIFY))
     if selected is None and factory is None and apps:
         selected = 0
     order: list[Partition] = []
@@ -110,7 +92,14 @@ def boot_candidates(parts: PartitionMap, log: EspLog, *, rollback: bool = True) 
     return BootPlan(order, otadata, blank)
 
 
-def load_boot_image(parts: PartitionMap, log: EspLog, *, rollback: bool = True) -> BootedApp:
+def load_boot_image(
+    parts: PartitionMap,
+    log: EspLog,
+    *,
+    rollback: bool = True,
+    chip_id: int = ChipId.ESP32,
+    trusted_key_digests: Sequence[bytes] = (),
+) -> BootedApp:
     """Pick, verify and unpack the app to run; raise NoBootableAppError if none passes."""
     plan = boot_candidates(parts, log, rollback=rollback)
     if not plan.candidates:
@@ -119,12 +108,9 @@ def load_boot_image(parts: PartitionMap, log: EspLog, *, rollback: bool = True) 
     for partition in plan.candidates:
         region = parts.find_first(PartitionType.APP, label=partition.name)
         try:
-            if region.read(0, 1) != b"\xe9":
-                raise InputError("no image (bad magic byte)")
-            content = region.read(0, image_span(region.read, region.size))
-            image = AppImage.parse(content)
-            image.verify()
-            package = AppPackage.from_bytes(image.payload)
+            booted = verify_app_partition(
+                region, chip_id=chip_id, trusted_key_digests=trusted_key_digests
+            )
         except InputError as err:
             log.e(TAG, f"Image at 0x{partition.offset:x} ({partition.name}) is not bootable: {err}")
             continue
@@ -132,8 +118,8 @@ def load_boot_image(parts: PartitionMap, log: EspLog, *, rollback: bool = True) 
         if plan.otadata is not None and plan.otadata_blank and partition.ota_slot is not None:
             # With blank otadata, booting ota_N records seq N+1 in entry 0.
             seq = partition.ota_slot + 1
-            _write_entry(plan.otadata, 0, OtaSelectEntry.new(seq, OtaImgState.VALID))
+            plan.otadata.rewrite(0, OtaSelectEntry.new(seq, OtaImgState.VALID))
             log.d(TAG, f"otadata set to seq {seq} ({partition.name})")
-        return BootedApp(region, image, package)
+        return booted
     log.e(TAG, "No bootable app partitions in the partition table")
     raise NoBootableAppError("no app partition holds a valid image")

@@ -25,6 +25,7 @@ from jumpstart.idf.flash import Flash
 from jumpstart.idf.gpio import Gpio
 from jumpstart.idf.log import EspLog, LogLevel
 from jumpstart.idf.nvs import NvsFlash
+from jumpstart.idf.ota import EspOta
 from jumpstart.idf.partition import PartitionMap
 from jumpstart.idf.radio import RadioWorld
 from jumpstart.idf.timer import TimerService
@@ -173,7 +174,12 @@ class Device:
             return
         self._print_partition_table(log, parts)
         try:
-            self.booted = load_boot_image(parts, log, rollback=self.rollback)
+            self.booted = load_boot_image(
+                parts,
+                log,
+                rollback=self.rollback,
+                trusted_key_digests=self.efuse.secure_boot_key_digests,
+            )
             app = LoadedApp(self.booted.package)
         except InputError as err:
             log.e("boot", str(err))
@@ -203,6 +209,15 @@ class Device:
             tick_ms=self.uptime_ms,
             spawn=self._spawn,
         )
+        if parts.table.ota_apps:
+            context.ota = EspOta(
+                parts,
+                self.booted.partition,
+                log,
+                self.restart,
+                rollback=self.rollback,
+                trusted_key_digests=self.efuse.secure_boot_key_digests,
+            )
         context.on_teardown(app.unload)
         context.on_teardown(events.stop)
         context.on_teardown(timers.stop_all)

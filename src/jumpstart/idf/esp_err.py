@@ -31,6 +31,15 @@ class EspErr(IntEnum):
     # esp_wifi.h: ESP_ERR_WIFI_BASE 0x3000
     ESP_ERR_WIFI_NOT_INIT = 0x3001
     ESP_ERR_WIFI_SSID = 0x3006
+    # esp_ota_ops.h: ESP_ERR_OTA_BASE 0x1500
+    ESP_ERR_OTA_PARTITION_CONFLICT = 0x1501
+    ESP_ERR_OTA_SELECT_INFO_INVALID = 0x1502
+    ESP_ERR_OTA_VALIDATE_FAILED = 0x1503
+    ESP_ERR_OTA_SMALL_SEC_VER = 0x1504
+    ESP_ERR_OTA_ROLLBACK_FAILED = 0x1505
+    ESP_ERR_OTA_ROLLBACK_INVALID_STATE = 0x1506
+    # esp_https_ota.h: ESP_ERR_HTTPS_OTA_BASE 0x9000
+    ESP_ERR_HTTPS_OTA_IN_PROGRESS = 0x9001
     ESP_ERR_FLASH_OP_FAIL = 0x6001
     ESP_ERR_FLASH_OP_TIMEOUT = 0x6002
     # nvs.h: ESP_ERR_NVS_BASE 0x1100
@@ -66,6 +75,8 @@ class EspError(JumpstartError):
 
     def __init__(self, code: EspErr, message: str = "") -> None:
         self.code = code
+        self.detail = message
+        """The explanation without the code, for reports to a user (``failed: <detail>``)."""
         super().__init__(
             f"{code.name} (0x{code.value & 0xFFFFFFFF:x})" + (f": {message}" if message else "")
         )

@@ -1,0 +1,208 @@
+"""Firmware hosting: app images served over HTTPS for OTA (``jumpstart cloud firmware``).
+
+Images live as files in ``cloud/firmware/``; the server answers ``GET /firmware/NAME`` with the
+file and its Content-Length. It presents the cloud's server certificate, so a device that
+embeds the cloud's CA as ``server.cert`` can validate it; it asks for no client certificate,
+like the HTTPS servers of ESP-IDF's OTA examples (and like a pre-signed S3 URL for AWS IoT OTA).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import h11
+
+from jumpstart.cloud.home import CloudHome
+from jumpstart.errors import InputError
+from jumpstart.formats.app_image import AppImage
+
+__all__ = ["FirmwareImage", "FirmwareServer", "FirmwareStore", "firmware_url"]
+
+PATH_PREFIX = "/firmware/"
+SEND_CHUNK = 64 * 1024
+IDLE_TIMEOUT_S = 30.0
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+@dataclass(frozen=True)
+class FirmwareImage:
+    name: str
+    size: int
+    sha256: str
+    project: str
+    version: str
+
+
+def firmware_url(host: str, port: int, name: str) -> str:
+    return f"https://{host}:{port}{PATH_PREFIX}{name}"
+
+
+def _describe(name: str, data: bytes) -> FirmwareImage:
+    project = version = "?"
+    with contextlib.suppress(InputError):
+        desc = AppImage.parse(data).app_description
+        if desc is not None:
+            project, version = desc.project_name, desc.version
+    return FirmwareImage(name, len(data), hashlib.sha256(data).hexdigest(), project, version)
+
+
+class FirmwareStore:
+    """The folder of hosted images."""
+
+    def __init__(self, home: CloudHome) -> None:
+        self.path = home.path / "firmware"
+
+    def upload(self, data: bytes, name: str | None = None, *, check: bool = True) -> FirmwareImage:
+        """Host ``data`` as ``name`` (default: ``PROJECT-VERSION.bin``); return what was stored.
+
+        With ``check`` the image must pass the bootloader's checks (it is a sound app image);
+        ``check=False`` hosts anything, to see how devices refuse bad images.
+        """
+        if check:
+            try:
+                image = AppImage.parse(data)
+                image.verify()
+            except InputError as err:
+                raise InputError(
+                    f"not a valid app image ({err}); build one with 'jumpstart idf build'"
+                ) from None
+            desc = image.app_description
+            assert desc is not None  # verify() requires it
+            default = f"{desc.project_name}-{desc.version}.bin"
+        else:
+            default = f"image-{hashlib.sha256(data).hexdigest()[:12]}.bin"
+        name = name or default
+        if not _NAME.fullmatch(name):
+            raise InputError(f"firmware name {name!r}: use letters, digits, '_', '-', '.'")
+        self.path.mkdir(parents=True, exist_ok=True)
+        target = self.path / name
+        temporary = target.with_suffix(target.suffix + ".part")
+        temporary.write_bytes(data)
+        temporary.replace(target)
+        return _describe(name, data)
+
+    def images(self) -> list[FirmwareImage]:
+        if not self.path.is_dir():
+            return []
+        return [
+            _describe(p.name, p.read_bytes())
+            for p in sorted(self.path.iterdir())
+            if p.is_file() and _NAME.fullmatch(p.name)
+        ]
+
+    def open(self, name: str) -> Path | None:
+        """The file for ``name``, or None (unknown, or not a plain file name)."""
+        if not _NAME.fullmatch(name):
+            return None
+        path = self.path / name
+        return path if path.is_file() else None
+
+
+class FirmwareServer:
+    """HTTPS (server authentication only) over the firmware folder."""
+
+    def __init__(self, home: CloudHome) -> None:
+        self.store = FirmwareStore(home)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.load_cert_chain(str(home.server_pem), str(home.server_key))
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.downloads = 0
+        """Completed downloads since start (for operators and tests)."""
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._serve, host, port, ssl=self.context)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+        try:
+            while True:
+                request = await self._receive(conn, reader)
+                if request is None:
+                    return
+                await self._respond(conn, writer, request)
+                if conn.our_state is h11.MUST_CLOSE:
+                    return
+                conn.start_next_cycle()
+        except (h11.ProtocolError, ConnectionError, TimeoutError, ssl.SSLError):
+            return
+        except asyncio.CancelledError:
+            return  # close() cancels open connections
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _receive(
+        self, conn: h11.Connection, reader: asyncio.StreamReader
+    ) -> h11.Request | None:
+        request: h11.Request | None = None
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await asyncio.wait_for(reader.read(16 * 1024), IDLE_TIMEOUT_S)
+                conn.receive_data(data)
+                if not data and request is None:
+                    return None
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.EndOfMessage):
+                return request
+            elif isinstance(event, h11.ConnectionClosed):
+                return None
+
+    async def _respond(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request
+    ) -> None:
+        target = request.target.decode("ascii", errors="replace").split("?", 1)[0]
+        method = request.method.decode("ascii", errors="replace")
+        path = (
+            self.store.open(target[len(PATH_PREFIX) :]) if target.startswith(PATH_PREFIX) else None
+        )
+        if method not in ("GET", "HEAD"):
+            await self._error(conn, writer, 405, "only GET and HEAD")
+            return
+        if path is None:
+            await self._error(conn, writer, 404, f"no firmware at {target}")
+            return
+        size = path.stat().st_size
+        headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))]
+        writer.write(conn.send(h11.Response(status_code=200, headers=headers)))
+        if method == "GET":
+            with path.open("rb") as image:
+                while chunk := image.read(SEND_CHUNK):
+                    writer.write(conn.send(h11.Data(data=chunk)))
+                    await writer.drain()
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
+        if method == "GET":
+            self.downloads += 1
+
+    async def _error(
+        self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, text: str
+    ) -> None:
+        body = (text + "\n").encode()
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+        writer.write(conn.send(h11.Data(data=body)))
+        writer.write(conn.send(h11.EndOfMessage()))
+        await writer.drain()
