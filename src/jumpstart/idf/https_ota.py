@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -34,6 +33,7 @@ from jumpstart.idf.bootloader_support import IMAGE_MAGIC_BYTE, VerifiedApp
 from jumpstart.idf.esp_err import EspErr, EspError
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.ota import EspOta, OtaHandle
+from jumpstart.idf.tls import client_context
 
 __all__ = ["HttpsOta", "HttpsOtaConfig", "https_ota"]
 
@@ -63,25 +63,6 @@ class HttpsOtaConfig:
 
 def _fail(message: str, code: EspErr = EspErr.ESP_FAIL) -> EspError:
     return EspError(code, message)
-
-
-def _tls_context(config: HttpsOtaConfig) -> ssl.SSLContext:
-    try:
-        context = ssl.create_default_context(cadata=config.cert_pem.decode("ascii"))
-    except (ssl.SSLError, ValueError, UnicodeDecodeError) as err:
-        raise _fail(f"the embedded server certificate is not a PEM CA ({err})") from None
-    context.check_hostname = not config.skip_cert_common_name_check
-    if config.client_cert_pem and config.client_key_pem:
-        # ssl loads client credentials only from files; the device keeps them in memory.
-        with tempfile.TemporaryDirectory() as folder:
-            cert = f"{folder}/cert.pem"
-            key = f"{folder}/key.pem"
-            with open(cert, "wb") as out:
-                out.write(config.client_cert_pem)
-            with open(key, "wb") as out:
-                out.write(config.client_key_pem)
-            context.load_cert_chain(cert, key)
-    return context
 
 
 class HttpsOta:
@@ -123,7 +104,12 @@ class HttpsOta:
         port = parts.port or 443
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         timeout = config.timeout_ms / 1000
-        context = _tls_context(config)
+        context = client_context(
+            config.cert_pem,
+            config.client_cert_pem,
+            config.client_key_pem,
+            check_hostname=not config.skip_cert_common_name_check,
+        )
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
