@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from jumpstart.cloud.home import CloudHome
-from jumpstart.cloud.registry import Role
-from jumpstart.cloud.service import CloudConfig, CloudService
+from jumpstart.cloud.service import CloudService
 from jumpstart.idf.event import EventLoop
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.mqtt import AWS_MQTT_ALPN, EspMqttClient, MqttConfig, MqttEvent, MqttEventData
 from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 from jumpstart.idf.wifi import StaConfig, Wifi, WifiEvent, WifiMode
+from tests.cloud_device import register_thing, running_cloud
 
 THING = "outlet1"
 GET = f"$aws/things/{THING}/shadow/get"
@@ -49,19 +49,11 @@ class Cloud:
 
 
 @contextlib.asynccontextmanager
-async def running_cloud(home: CloudHome, mqtt_port: int = 0) -> AsyncIterator[CloudService]:
-    config = CloudConfig(mqtt_port=mqtt_port, rest_port=0, firmware_port=0)
-    async with CloudService(home, config) as service:
-        yield service
-
-
-@contextlib.asynccontextmanager
 async def cloud_with_thing(tmp_path: Path) -> AsyncIterator[Cloud]:
     home = CloudHome(tmp_path / "cloud")
     async with running_cloud(home) as service:
-        service.registry.create_thing(THING)
-        issued = service.registry.issue(THING, Role.DEVICE)
-        yield Cloud(service, home, issued.cert_pem, issued.key_pem)
+        creds = register_thing(service, THING)
+        yield Cloud(service, home, creds.cert, creds.key)
 
 
 class Recorder:
@@ -159,9 +151,8 @@ def test_reconnect_restores_subscriptions_and_delivers_offline_qos1(tmp_path: Pa
     async def main() -> None:
         async with running_cloud(home) as service:
             port = service.mqtt_port
-            service.registry.create_thing(THING)
-            issued = service.registry.issue(THING, Role.DEVICE)
-            cloud = Cloud(service, home, issued.cert_pem, issued.key_pem)
+            creds = register_thing(service, THING)
+            cloud = Cloud(service, home, creds.cert, creds.key)
             client, seen, _ = device(cloud.config(reconnect_min_ms=50, reconnect_max_ms=200))
             client.start()
             await seen.wait(MqttEvent.CONNECTED)

@@ -12,9 +12,16 @@ TAG = "app_driver"
 
 
 class AppDriver:
-    def __init__(self, ctx: AppContext, on_long_press: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        on_long_press: Callable[[], None] | None = None,
+        on_toggle: Callable[[bool], None] | None = None,
+    ) -> None:
         self.ctx = ctx
         self._on_long_press = on_long_press
+        self.on_toggle = on_toggle
+        """Called with the new state after a button press switched the output."""
         self.output_gpio = int(ctx.config["output_gpio"])
         self.debounce_ms = int(ctx.config["debounce_ms"])
         self.state = False
@@ -31,6 +38,8 @@ class AppDriver:
         if self._previous is None or current - self._previous > self.debounce_ms:
             self._previous = current
             self.toggle_state()
+            if self.on_toggle is not None:
+                self.on_toggle(self.state)
 
     def _long_press_cb(self) -> None:
         self.ctx.log.i(TAG, "Button held for 3 s and released")

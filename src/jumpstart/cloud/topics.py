@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+
+from jumpstart.formats.aws_iot import ShadowOp, shadow_prefix
 
 __all__ = [
     "REQUEST_FILTERS",
@@ -26,12 +27,6 @@ THING = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 MAX_TOPIC_SLASHES = 7
 
 
-class ShadowOp(Enum):
-    GET = "get"
-    UPDATE = "update"
-    DELETE = "delete"
-
-
 @dataclass(frozen=True, slots=True)
 class ShadowTopic:
     thing: str
@@ -43,11 +38,6 @@ class ShadowTopic:
 class JobsTopic:
     thing: str
     parts: tuple[str, ...]  # the levels after .../jobs/, e.g. ("start-next",), ("j1", "update")
-
-
-def shadow_prefix(thing: str, name: str) -> str:
-    base = f"$aws/things/{thing}/shadow"
-    return f"{base}/name/{name}" if name else base
 
 
 def thing_of(topic: str) -> str | None:

@@ -44,11 +44,17 @@ def _modules(package: Path) -> dict[str, bytes]:
     }
 
 
-def load_app_package(folder: Path, overrides: dict[str, Any] | None = None) -> AppPackage:
+def load_app_package(
+    folder: Path,
+    overrides: dict[str, Any] | None = None,
+    embedded: dict[str, bytes] | None = None,
+) -> AppPackage:
     """Read an app folder into a package; errors name the file and what to fix.
 
     ``overrides`` replace [config] values (as a saved menuconfig replaces sdkconfig defaults);
-    an unknown key is refused, so a typo cannot silently build the default."""
+    an unknown key is refused, so a typo cannot silently build the default. ``embedded``
+    supplies files the manifest embeds (by file name) from elsewhere than the app folder, such
+    as per-device credentials; a name the manifest does not embed is refused."""
     manifest = folder / MANIFEST
     try:
         data = tomllib.loads(manifest.read_text())
@@ -69,12 +75,19 @@ def load_app_package(folder: Path, overrides: dict[str, Any] | None = None) -> A
         if not (where / "__init__.py").is_file():
             raise InputError(f"{manifest}: component {component!r} is not a Python package")
         modules.update(_modules(where))
-    embedded: dict[str, bytes] = {}
+    files: dict[str, bytes] = {}
+    supplied = dict(embedded or {})
     for name in [*app.get("embed_txtfiles", []), *app.get("embed_files", [])]:
+        key = Path(name).name
+        if key in supplied:
+            files[key] = supplied.pop(key)
+            continue
         try:
-            embedded[Path(name).name] = (folder / name).read_bytes()
+            files[key] = (folder / name).read_bytes()
         except OSError as err:
             raise InputError(f"{manifest}: cannot embed {name!r}: {err.strerror}") from None
+    if supplied:
+        raise InputError(f"{manifest}: embeds no file named {', '.join(sorted(supplied))}")
     config = data.get("config", {})
     if not isinstance(config, dict):
         raise InputError(f"{manifest}: [config] must be a table")
@@ -88,16 +101,20 @@ def load_app_package(folder: Path, overrides: dict[str, Any] | None = None) -> A
         version=_text(app, "version", manifest),
         entry=_text(app, "entry", manifest),
         modules=modules,
-        embedded=embedded,
+        embedded=files,
         config=config,
     )
 
 
 def build_app_image(
-    folder: Path, *, when: dt.datetime | None = None, overrides: dict[str, Any] | None = None
+    folder: Path,
+    *,
+    when: dt.datetime | None = None,
+    overrides: dict[str, Any] | None = None,
+    embedded: dict[str, bytes] | None = None,
 ) -> bytes:
     """The app image for ``folder``: esp_app_desc_t + the package, checksum and SHA-256."""
-    package = load_app_package(folder, overrides)
+    package = load_app_package(folder, overrides, embedded)
     return image_build(
         package.name,
         package.version,

@@ -1,0 +1,202 @@
+"""outlet_cloud: the outlet's state in an AWS IoT Device Shadow (the guide's chapter 6).
+
+The guide's document: ``reported`` {output, fw_version, ota_url}, ``desired`` {output,
+ota_url}. On every connection the outlet reads the shadow, applies ``desired.output`` and
+reports; a delta on ``output`` switches the relay and is reported; a button press switches,
+reports, and sets ``desired.output`` too, so no stale delta switches it back. A press made
+while offline is remembered with its time; on reconnect it wins over the cloud's desired
+value only if it is newer than that value's metadata timestamp (the last writer wins).
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jumpstart.idf.app_context import AppContext
+from jumpstart.idf.aws_shadow import ShadowClient, ShadowHandlers
+from jumpstart.idf.mqtt import EspMqttClient, MqttConfig
+from jumpstart.idf.nvs import NvsError, OpenMode
+
+from ..app_driver import AppDriver
+
+TAG = "cloud"
+FACTORY_PARTITION = "fctry"
+FACTORY_NAMESPACE = "fctry"
+
+
+@dataclass(frozen=True)
+class CloudCredentials:
+    """Where the thing connects and who it is: the guide's five cloud_cfg files."""
+
+    thing: str
+    endpoint: str
+    port: int
+    server_cert: bytes
+    device_cert: bytes
+    device_key: bytes
+
+    @classmethod
+    def embedded(cls, ctx: AppContext) -> "CloudCredentials":
+        """From the files embedded in the image (5_cloud/main/cloud_cfg in the guide)."""
+
+        def text(name: str) -> str:
+            return ctx.embedded(name).decode().strip()
+
+        return cls(
+            thing=text("deviceid.txt"),
+            endpoint=text("endpoint.txt"),
+            port=int(ctx.config["mqtt_port"]),
+            server_cert=ctx.embedded("server.cert"),
+            device_cert=ctx.embedded("device.cert"),
+            device_key=ctx.embedded("device.key"),
+        )
+
+    @classmethod
+    def factory(cls, ctx: AppContext) -> "CloudCredentials | None":
+        """From the read-only factory NVS partition (the guide's chapter 8), if it has them."""
+        try:
+            ctx.nvs.init(FACTORY_PARTITION)
+            with ctx.nvs.open(FACTORY_NAMESPACE, OpenMode.READONLY, FACTORY_PARTITION) as nvs:
+                return cls(
+                    thing=nvs.get_str("device_id"),
+                    endpoint=nvs.get_str("endpoint"),
+                    port=int(nvs.get_str("mqtt_port")),
+                    server_cert=nvs.get_str("server_cert").encode(),
+                    device_cert=nvs.get_str("device_cert").encode(),
+                    device_key=nvs.get_str("device_key").encode(),
+                )
+        except (NvsError, ValueError):
+            return None
+
+
+@dataclass
+class Update:
+    reported: dict[str, Any]
+    desired: dict[str, Any] | None = None
+
+
+@dataclass
+class OutletSync:
+    """The reconciliation rules, fed shadow documents and button presses (no I/O)."""
+
+    output: bool
+    pending_since: float | None = None
+    """Wall-clock time of a press made while offline, not yet written to the shadow."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Further reported fields (fw_version, ota_url...)."""
+
+    def pressed(self, output: bool, now: float, online: bool) -> Update | None:
+        self.output = output
+        if not online:
+            self.pending_since = now
+            return None
+        return Update({"output": output}, {"output": output})
+
+    def document(self, document: dict[str, Any] | None) -> tuple[bool | None, Update]:
+        """After (re)connecting: the output to apply (None: keep) and the full report."""
+        state = (document or {}).get("state", {})
+        desired = state.get("desired", {}).get("output")
+        stamp = (document or {}).get("metadata", {}).get("desired", {}).get("output", {})
+        desired_at = stamp.get("timestamp", 0) if isinstance(stamp, dict) else 0
+        apply: bool | None = None
+        # Shadow timestamps are whole seconds: a press in the same second as the cloud's
+        # write cannot be ordered, and the cloud's value wins.
+        keep_local = self.pending_since is not None and (
+            not isinstance(desired, bool) or int(self.pending_since) > desired_at
+        )
+        report = {"output": self.output, **self.extra}
+        update = Update(report)
+        if keep_local:
+            update.desired = {"output": self.output}
+        elif isinstance(desired, bool) and desired != self.output:
+            apply = self.output = desired
+            report["output"] = desired
+        self.pending_since = None
+        return apply, update
+
+    def delta(self, state: dict[str, Any]) -> tuple[bool | None, Update | None]:
+        value = state.get("output")
+        if not isinstance(value, bool):
+            return None, None
+        self.output = value
+        return value, Update({"output": value})
+
+
+class OutletCloud:
+    """The outlet's MQTT connection and shadow sync; ``start()`` once Wi-Fi is set up."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        driver: AppDriver,
+        credentials: CloudCredentials,
+        *,
+        on_delta: Callable[[dict[str, Any]], None] | None = None,
+        on_synced: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.driver = driver
+        self.credentials = credentials
+        self._on_delta = on_delta
+        self._on_synced = on_synced
+        self.sync = OutletSync(driver.state, extra={"fw_version": ctx.app.version, "ota_url": ""})
+        config = MqttConfig(
+            host=credentials.endpoint,
+            client_id=credentials.thing,
+            ca_pem=credentials.server_cert,
+            cert_pem=credentials.device_cert,
+            key_pem=credentials.device_key,
+            port=credentials.port,
+            keepalive_s=int(ctx.config.get("mqtt_keepalive_s", 120)),
+        )
+        self.mqtt = EspMqttClient(config, ctx.events, ctx.log, wifi=ctx.wifi, spawn=ctx.spawn)
+        self.shadow = ShadowClient(
+            self.mqtt,
+            credentials.thing,
+            ctx.events,
+            ctx.log,
+            ShadowHandlers(self._document, self._delta, self._rejected),
+        )
+        driver.on_toggle = self._pressed
+        ctx.on_teardown(self.mqtt.stop)
+
+    def start(self) -> None:
+        self.ctx.log.i(TAG, f"Connecting to {self.credentials.endpoint} as {self.credentials.thing}")
+        self.mqtt.start()
+
+    def report(self, reported: dict[str, Any], desired: dict[str, Any] | None = None) -> int:
+        """Write fields to the shadow (queued while offline, within the outbox limit)."""
+        return self.shadow.update(reported, desired)
+
+    def _send(self, update: Update | None) -> None:
+        if update is not None:
+            self.shadow.update(update.reported, update.desired)
+
+    def _pressed(self, output: bool) -> None:
+        self._send(self.sync.pressed(output, time.time(), self.shadow.synced))
+
+    def _document(self, document: dict[str, Any] | None) -> None:
+        apply, update = self.sync.document(document)
+        if apply is not None:
+            self.ctx.log.i(TAG, f"Shadow: desired output {apply}")
+            self.driver.set_state(apply)
+        self._send(update)
+        self.ctx.log.i(TAG, "Shadow in sync")
+        if self._on_synced is not None:
+            self._on_synced(document)
+        delta = ((document or {}).get("state") or {}).get("delta")
+        if isinstance(delta, dict) and self._on_delta is not None:
+            self._on_delta({k: v for k, v in delta.items() if k != "output"})
+
+    def _delta(self, state: dict[str, Any]) -> None:
+        apply, update = self.sync.delta(state)
+        if apply is not None:
+            self.ctx.log.i(TAG, f"Shadow delta: output {apply}")
+            self.driver.set_state(apply)
+        self._send(update)
+        if self._on_delta is not None:
+            self._on_delta(state)
+
+    def _rejected(self, operation: str, code: int, message: str) -> None:
+        self.ctx.log.w(TAG, f"shadow {operation} rejected: {code} {message}")
