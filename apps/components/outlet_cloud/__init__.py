@@ -8,6 +8,7 @@ while offline is remembered with its time; on reconnect it wins over the cloud's
 value only if it is newer than that value's metadata timestamp (the last writer wins).
 """
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 from jumpstart.idf.app_context import AppContext
 from jumpstart.idf.aws_shadow import ShadowClient, ShadowHandlers
-from jumpstart.idf.mqtt import EspMqttClient, MqttConfig
+from jumpstart.idf.mqtt import EspMqttClient, MqttConfig, MqttEvent, MqttEventData
 from jumpstart.idf.nvs import NvsError, OpenMode
 
 from ..app_driver import AppDriver
@@ -131,15 +132,15 @@ class OutletCloud:
         ctx: AppContext,
         driver: AppDriver,
         credentials: CloudCredentials,
-        *,
-        on_delta: Callable[[dict[str, Any]], None] | None = None,
-        on_synced: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.driver = driver
         self.credentials = credentials
-        self._on_delta = on_delta
-        self._on_synced = on_synced
+        self.on_delta: list[Callable[[dict[str, Any]], None]] = []
+        """Called with each delta's state (and the delta found at sync, output removed)."""
+        self.on_synced: list[Callable[[dict[str, Any] | None], None]] = []
+        """Called with the document after each (re)connection's sync."""
+        self._published: dict[int, asyncio.Event] = {}
         self.sync = OutletSync(driver.state, extra={"fw_version": ctx.app.version, "ota_url": ""})
         config = MqttConfig(
             host=credentials.endpoint,
@@ -159,6 +160,7 @@ class OutletCloud:
             ShadowHandlers(self._document, self._delta, self._rejected),
         )
         driver.on_toggle = self._pressed
+        ctx.events.register(MqttEvent.PUBLISHED, self._acked)
         ctx.on_teardown(self.mqtt.stop)
 
     def start(self) -> None:
@@ -168,6 +170,23 @@ class OutletCloud:
     def report(self, reported: dict[str, Any], desired: dict[str, Any] | None = None) -> int:
         """Write fields to the shadow (queued while offline, within the outbox limit)."""
         return self.shadow.update(reported, desired)
+
+    async def wait_published(self, msg_id: int, timeout: float) -> bool:
+        """Wait until the broker acknowledged QoS 1 message ``msg_id`` (False on timeout)."""
+        if msg_id <= 0:
+            return False
+        done = self._published.setdefault(msg_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._published.pop(msg_id, None)
+        return True
+
+    def _acked(self, _event: Any, data: Any) -> None:
+        if isinstance(data, MqttEventData) and data.msg_id in self._published:
+            self._published[data.msg_id].set()
 
     def _send(self, update: Update | None) -> None:
         if update is not None:
@@ -183,11 +202,12 @@ class OutletCloud:
             self.driver.set_state(apply)
         self._send(update)
         self.ctx.log.i(TAG, "Shadow in sync")
-        if self._on_synced is not None:
-            self._on_synced(document)
+        for synced in self.on_synced:
+            synced(document)
         delta = ((document or {}).get("state") or {}).get("delta")
-        if isinstance(delta, dict) and self._on_delta is not None:
-            self._on_delta({k: v for k, v in delta.items() if k != "output"})
+        if isinstance(delta, dict):
+            for handler in self.on_delta:
+                handler({k: v for k, v in delta.items() if k != "output"})
 
     def _delta(self, state: dict[str, Any]) -> None:
         apply, update = self.sync.delta(state)
@@ -195,8 +215,8 @@ class OutletCloud:
             self.ctx.log.i(TAG, f"Shadow delta: output {apply}")
             self.driver.set_state(apply)
         self._send(update)
-        if self._on_delta is not None:
-            self._on_delta(state)
+        for handler in self.on_delta:
+            handler(state)
 
     def _rejected(self, operation: str, code: int, message: str) -> None:
         self.ctx.log.w(TAG, f"shadow {operation} rejected: {code} {message}")
