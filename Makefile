@@ -25,8 +25,8 @@ run: $(STAMP)
 	$(BIN)/jumpstart idf monitor --device outlet
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts apps
+	$(BIN)/ruff format --check src tests benchmarks scripts apps
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

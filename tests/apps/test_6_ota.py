@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jumpstart.cloud.admin import job_create_request, rest_request
 from jumpstart.cloud.firmware import FirmwareServer, FirmwareStore, firmware_url
 from jumpstart.cloud.home import CloudHome
 from jumpstart.formats.app_image import ChipId
@@ -180,3 +182,71 @@ def test_release_that_never_reaches_the_cloud_rolls_back_after_its_window(
             assert outlet.device.status()["version"] == "1.0.0"
 
     asyncio.run(main())
+
+
+async def create_job(outlet: CloudOutlet, job_id: str, document: dict[str, Any]) -> None:
+    response = await asyncio.to_thread(
+        job_create_request,
+        outlet.cloud.home,
+        job_id,
+        json.dumps(document),
+        [outlet.creds.thing],
+        False,
+        "",
+        outlet.cloud.rest_port,
+    )
+    assert response.status == 200, response.document
+
+
+async def execution(outlet: CloudOutlet, job_id: str) -> dict[str, Any]:
+    path = f"/things/{outlet.creds.thing}/jobs/{job_id}"
+    response = await asyncio.to_thread(
+        rest_request, outlet.cloud.home, "GET", path, b"", outlet.cloud.rest_port
+    )
+    return dict(response.document["execution"])
+
+
+async def job_status(outlet: CloudOutlet, job_id: str, status: str) -> bool:
+    return (await execution(outlet, job_id))["status"] == status
+
+
+def test_ota_job_succeeds_once_the_new_release_confirms(tmp_path: Path) -> None:
+    async def main() -> dict[str, Any]:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            image = outlet_image(outlet.creds, outlet.cloud.mqtt_port, "2.0.0")
+            url = host(outlet, image, "outlet-2.bin")
+            await create_job(outlet, "upgrade-2", {"operation": "ota", "url": url})
+            await wait_until(lambda: job_status(outlet, "upgrade-2", "SUCCEEDED"), 30)
+            assert outlet.device.status()["version"] == "2.0.0"
+            return await execution(outlet, "upgrade-2")
+
+    done = asyncio.run(main())
+    assert done["statusDetails"]["detailsMap"] == {"firmware": "2.0.0"}
+
+
+def test_ota_job_with_a_bad_image_fails_with_the_reason(tmp_path: Path) -> None:
+    async def main() -> dict[str, Any]:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            url = host(outlet, flip_byte(app_image("1_hello_world")), "bad.bin", check=False)
+            await create_job(outlet, "bad-1", {"operation": "ota", "url": url})
+            await wait_until(lambda: job_status(outlet, "bad-1", "FAILED"), 30)
+            await assert_still_old_app(outlet)
+            await create_job(outlet, "other-1", {"operation": "reboot"})
+            await wait_until(lambda: job_status(outlet, "other-1", "REJECTED"), 30)
+            return await execution(outlet, "bad-1")
+
+    assert "mismatch" in asyncio.run(main())["statusDetails"]["detailsMap"]["reason"]
+
+
+def test_ota_job_whose_release_rolls_back_fails(tmp_path: Path) -> None:
+    crasher = app_from_source("crasher", "def app_main(ctx):\n    raise RuntimeError('boom')\n")
+
+    async def main() -> dict[str, Any]:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            url = host(outlet, crasher, "crasher.bin")
+            await create_job(outlet, "crash-1", {"operation": "ota", "url": url})
+            await wait_until(lambda: job_status(outlet, "crash-1", "FAILED"), 30)
+            assert outlet.device.status()["partition"] == "ota_0"
+            return await execution(outlet, "crash-1")
+
+    assert "rolled back" in asyncio.run(main())["statusDetails"]["detailsMap"]["reason"]

@@ -59,9 +59,10 @@ def security_scheme(ctx: AppContext) -> tuple[SecurityScheme, str | None]:
         pop = factory_string(ctx, "pop") or str(ctx.config["prov_pop"])
         return Security1(pop.encode()), pop
     salt = bytes.fromhex(factory_string(ctx, "sec2_salt") or str(ctx.config["prov_sec2_salt"]))
-    verifier_hex = factory_string(ctx, "sec2_verifier") or ctx.embedded(
-        EXAMPLE_SEC2_VERIFIER_HEX_PATH
-    ).decode().strip()
+    verifier_hex = (
+        factory_string(ctx, "sec2_verifier")
+        or ctx.embedded(EXAMPLE_SEC2_VERIFIER_HEX_PATH).decode().strip()
+    )
     patch = int(ctx.config["prov_sec2_patch"])
     return Security2(salt, bytes.fromhex(verifier_hex), patch), None
 

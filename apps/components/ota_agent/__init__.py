@@ -13,14 +13,13 @@ import json
 import uuid
 from typing import Any, Protocol
 
+from jumpstart.formats.aws_iot import jobs_prefix
 from jumpstart.formats.otadata import OtaImgState
 from jumpstart.idf.app_context import AppContext
 from jumpstart.idf.esp_err import EspError
 from jumpstart.idf.https_ota import HttpsOta, HttpsOtaConfig
-from jumpstart.idf.nvs import NvsError
-
-from jumpstart.formats.aws_iot import jobs_prefix
 from jumpstart.idf.mqtt import MqttEvent, MqttEventData
+from jumpstart.idf.nvs import NvsError
 
 from ..outlet_cloud import OutletCloud
 
@@ -126,7 +125,9 @@ class OtaAgent:
         log = self.ctx.log
         cert = self.cloud.credentials.server_cert
         try:
-            self._status("downloading 0%", ota_url=url)
+            # ota_url is not echoed in reported while downloading: the delta stays, so an
+            # upgrade cut short (power, reboot) starts again at the next sync.
+            self._status("downloading 0%")
             session = await HttpsOta.begin(self.ota, HttpsOtaConfig(url, cert), log)
             try:
                 description = await session.get_img_desc()
@@ -177,7 +178,6 @@ class OtaAgent:
         except NvsError:
             return None
         return slot == self.ota.get_running_partition().label
-
 
 
 class OtaJobs:
@@ -246,10 +246,16 @@ class OtaJobs:
             self._update(job_id, "SUCCEEDED", {"firmware": self.ctx.app.version})
             return
         if outcome is False:
-            self._update(job_id, "FAILED", {"reason": "rolled back: the new firmware did not confirm itself"})
+            self._update(
+                job_id, "FAILED", {"reason": "rolled back: the new firmware did not confirm itself"}
+            )
             return
         url = job.get("url") if isinstance(job, dict) else None
-        if not isinstance(job, dict) or job.get("operation") != JOB_OPERATION or not isinstance(url, str):
+        if (
+            not isinstance(job, dict)
+            or job.get("operation") != JOB_OPERATION
+            or not isinstance(url, str)
+        ):
             self._update(job_id, "REJECTED", {"reason": "not an ota job with a url"})
             return
         self.agent.start(url, job_id)

@@ -164,7 +164,9 @@ class OutletCloud:
         ctx.on_teardown(self.mqtt.stop)
 
     def start(self) -> None:
-        self.ctx.log.i(TAG, f"Connecting to {self.credentials.endpoint} as {self.credentials.thing}")
+        self.ctx.log.i(
+            TAG, f"Connecting to {self.credentials.endpoint} as {self.credentials.thing}"
+        )
         self.mqtt.start()
 
     def report(self, reported: dict[str, Any], desired: dict[str, Any] | None = None) -> int:
@@ -177,7 +179,8 @@ class OutletCloud:
             return False
         done = self._published.setdefault(msg_id, asyncio.Event())
         try:
-            await asyncio.wait_for(done.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await done.wait()
         except TimeoutError:
             return False
         finally:

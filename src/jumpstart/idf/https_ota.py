@@ -111,12 +111,12 @@ class HttpsOta:
             check_hostname=not config.skip_cert_common_name_check,
         )
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with completion, and a device's tasks must end when it restarts.
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(
                     parts.hostname, port, ssl=context, limit=max(config.buffer_size, 65536)
-                ),
-                timeout,
-            )
+                )
         except ssl.SSLCertVerificationError as err:
             log.e(TAG, f"Failed to open HTTP connection: {err.verify_message}")
             raise _fail(f"server certificate not trusted ({err.verify_message})") from None
@@ -171,7 +171,8 @@ class HttpsOta:
             if event is not h11.NEED_DATA:
                 return event
             try:
-                data = await asyncio.wait_for(self._reader.read(self.config.buffer_size), timeout)
+                async with asyncio.timeout(timeout):
+                    data = await self._reader.read(self.config.buffer_size)
             except TimeoutError:
                 raise self._broken(f"no data for {self.config.timeout_ms} ms") from None
             except (ssl.SSLError, OSError) as err:
@@ -262,7 +263,8 @@ class HttpsOta:
     async def _close(self) -> None:
         self._writer.close()
         with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
 
 
 def _chip_name(chip_id: int) -> str:

@@ -196,7 +196,8 @@ class EspMqttClient:
             self.mqtt.disconnect()
             with contextlib.suppress(ConnectionError, ssl.SSLError, RuntimeError):
                 self._writer.write(self.mqtt.data_to_send())
-                await asyncio.wait_for(self._writer.drain(), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._writer.drain()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -288,17 +289,16 @@ class EspMqttClient:
             attempt += 1
             self.log.i(TAG, f"Reconnecting in {delay * 1000:.0f} ms")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._kick.wait()
 
     async def _session(self) -> None:
         config = self.config
         timeout = config.network_timeout_ms / 1000
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
                 config.host, config.port, ssl=self._context, server_hostname=config.host
-            ),
-            timeout,
-        )
+            )
         sock = writer.get_extra_info("socket")
         if sock is not None:
             # A device's small request/response exchanges must not wait for Nagle.
@@ -309,7 +309,8 @@ class EspMqttClient:
         connack_deadline = self._now() + timeout
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), TICK_S)
+                async with asyncio.timeout(TICK_S):
+                    data = await reader.read(READ_SIZE)
             except TimeoutError:
                 data = None
             if data == b"":
