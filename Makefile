@@ -13,16 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-# The guide's outlet on Wi-Fi (3_wifi_connection) in the monitor: press its button from another
-# terminal with `.venv/bin/jumpstart device press outlet`; Ctrl-C stops it.
+# The product: the local cloud and one unprovisioned outlet in this terminal; it prints the
+# provisioning, curl and OTA commands to run next. Ctrl-C stops both; state is kept.
+# RUN_ARGS passes options, e.g. RUN_ARGS="--mqtt-port 0 --rest-port 0 --firmware-port 0".
 run: $(STAMP)
-	@$(BIN)/jumpstart world ap list | grep -q '^myssid ' || \
-		$(BIN)/jumpstart world ap add myssid --password mypassword
-	@$(BIN)/jumpstart device list | grep -q '^outlet ' || $(BIN)/jumpstart device create outlet
-	@mkdir -p build
-	$(BIN)/jumpstart idf build apps/3_wifi_connection -o build/outlet.bin
-	$(BIN)/jumpstart idf flash --device outlet build/outlet.bin
-	$(BIN)/jumpstart idf monitor --device outlet
+	@$(BIN)/jumpstart run $(RUN_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts apps

@@ -5,6 +5,7 @@ Errors in the input exit with code 2 and one line on stderr that says what is wr
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import sys
@@ -20,13 +21,15 @@ from jumpstart.cli_cloud import cloud_app
 from jumpstart.cli_nvs import nvs_app
 from jumpstart.cli_prov import prov_app
 from jumpstart.cli_util import parse_size
-from jumpstart.errors import JumpstartError
+from jumpstart.cloud.endpoints import FIRMWARE_PORT, MQTT_PORT, REST_PORT
+from jumpstart.errors import InputError, JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
 from jumpstart.host import image_tools
 from jumpstart.host.demo import flash_demo
 from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.partition_tool import partition_table as convert_partition_table
+from jumpstart.host.product import ProductConfig, run_product
 
 app = typer.Typer(
     name="jumpstart",
@@ -171,6 +174,34 @@ def demo() -> None:
         f"(ECDSA P-256, key digest {result.key_digest[:16]}...)\n"
         f"Inspect it: jumpstart idf partition-table and jumpstart image-info"
     )
+
+
+@app.command("run")
+def run(
+    apps: Annotated[Path, typer.Option("--apps", help="The repository's apps/ folder")] = Path(
+        "apps"
+    ),
+    device: Annotated[str, typer.Option("--device", help="The outlet's name")] = "outlet",
+    mqtt_port: Annotated[int, typer.Option("--mqtt-port")] = MQTT_PORT,
+    rest_port: Annotated[int, typer.Option("--rest-port")] = REST_PORT,
+    firmware_port: Annotated[int, typer.Option("--firmware-port")] = FIRMWARE_PORT,
+) -> None:
+    """The product on this machine: the local cloud and one outlet, until Ctrl-C (make run)."""
+    if not (apps / "outlet" / "app.toml").is_file():
+        raise InputError(f"{apps} holds no outlet app; run this from the repository (make run)")
+    config = ProductConfig(
+        apps,
+        device=device,
+        mqtt_port=mqtt_port,
+        rest_port=rest_port,
+        firmware_port=firmware_port,
+    )
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    asyncio.run(run_product(config, say, say))
+    print("stopped: cloud and outlet (state kept)", flush=True)
 
 
 @app.command("version")

@@ -1,0 +1,135 @@
+"""``make run`` the way a new user meets it: every printed command, then Ctrl-C.
+
+Real processes throughout: make and the product (cloud + outlet) in one process group, the
+``jumpstart prov`` line, the guide's curl lines, ``jumpstart device status``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+FREE_PORTS = "--mqtt-port 0 --rest-port 0 --firmware-port 0"
+
+pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+
+
+class Console:
+    """Collects the lines a process prints, from a background thread."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._process = process
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for line in self.lines[seen:]:
+                if re.search(pattern, line):
+                    return line
+            seen = max(0, len(self.lines) - 1)
+            if self._process.poll() is not None and seen >= len(self.lines) - 1:
+                break
+            time.sleep(0.05)
+        tail = "\n".join(self.lines[-30:])
+        raise AssertionError(f"no line matching {pattern!r} within {timeout} s:\n{tail}")
+
+    def command(self, starts: str) -> str:
+        """A printed command line (indented in the 'Next' block)."""
+        return self.wait_for(rf"^\s+{re.escape(starts)}").strip()
+
+
+def run_printed(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a printed command as a user would paste it into a shell."""
+    return subprocess.run(
+        line, shell=True, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def port_of(line: str) -> int:
+    found = re.search(r"://localhost:(\d+)", line)
+    assert found, line
+    return int(found[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_make_run_then_the_printed_commands_then_ctrl_c(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "JUMPSTART_HOME": str(tmp_path / "home"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"RUN_ARGS={FREE_PORTS}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # one process group: Ctrl-C reaches make and the product
+    )
+    console = Console(make)
+    try:
+        ports = [
+            port_of(console.wait_for(rf"^  {kind} .*://localhost:\d+", 120))
+            for kind in ("MQTT", "REST", "Firmware")
+        ]
+        prov = console.command("jumpstart prov")
+        switch_on = console.wait_for(r'"output":true').strip()
+        ota = console.wait_for(r'"ota_url"').strip()
+        console.wait_for("QR payload")
+
+        provisioned = run_printed(prov, env)
+        assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
+        assert "Provisioning was successful" in provisioned.stdout
+        console.wait_for("Shadow in sync", 30)
+
+        switched = run_printed(switch_on + " -s", env)
+        assert switched.returncode == 0, switched.stderr
+        assert json.loads(switched.stdout)["state"]["desired"] == {"output": True}
+        console.wait_for("Output on")
+        status = run_printed("jumpstart device status outlet", env)
+        assert json.loads(status.stdout)["outputs"] == {"27": 1}
+
+        upgraded = run_printed(ota + " -s", env)
+        assert upgraded.returncode == 0, upgraded.stderr
+        console.wait_for(r"^\[0\] Hello world!$", 30)
+    finally:
+        os.killpg(make.pid, signal.SIGINT)
+        try:
+            make.wait(30)
+        finally:
+            if make.poll() is None:
+                os.killpg(make.pid, signal.SIGKILL)
+    # make ends the way a shell's Ctrl-C ends it; the product shut down cleanly before that.
+    assert make.returncode in (0, -signal.SIGINT), "\n".join(console.lines[-20:])
+    console.wait_for("stopped: cloud and outlet")
+    assert not any("Traceback" in line for line in console.lines)
+    assert all(port_is_free(port) for port in ports), ports
+    # State is kept: the outlet still runs hello world in its flash at the next start.
+    assert (tmp_path / "home" / "devices" / "outlet" / "flash.bin").exists()
