@@ -15,6 +15,7 @@ from esptool.bin_image import LoadFirmwareImage
 import cloud as cloud_benchmarks  # benchmarks/cloud.py
 import device as device_benchmarks  # benchmarks/device.py
 import nvs as nvs_benchmarks  # benchmarks/nvs.py
+import outlet as outlet_benchmarks  # benchmarks/outlet.py
 import provisioning as provisioning_benchmarks  # benchmarks/provisioning.py
 from jumpstart.formats.app_image import AppImage
 from jumpstart.formats.partition_table import PartitionTable
@@ -60,3 +61,4 @@ if __name__ == "__main__":
     device_benchmarks.main()
     provisioning_benchmarks.main()
     cloud_benchmarks.main()
+    outlet_benchmarks.main()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,8 @@ class CloudOutlet:
     world: RadioWorld
     flash: MemoryFlash
     lines: list[str] = field(default_factory=list)
+    timed: list[tuple[float, str]] = field(default_factory=list)
+    """Each console line with the perf_counter() time it was printed."""
     task: asyncio.Task[None] | None = None
 
     def logged(self, text: str) -> bool:
@@ -154,14 +157,15 @@ async def cloud_outlet(
         flash.write(NVS_OFFSET, wifi_nvs())
         world = RadioWorld(None, [HOME_AP])
         lines: list[str] = []
-        device = Device(
-            "outlet",
-            flash,
-            VirtualEfuse(bytes.fromhex("240ac4c10d01")),
-            console=lines.append,
-            world=world,
-        )
-        outlet = CloudOutlet(service, creds, device, world, flash, lines)
+        timed: list[tuple[float, str]] = []
+
+        def console(line: str) -> None:
+            lines.append(line)
+            timed.append((time.perf_counter(), line))
+
+        efuse = VirtualEfuse(bytes.fromhex("240ac4c10d01"))
+        device = Device("outlet", flash, efuse, console=console, world=world)
+        outlet = CloudOutlet(service, creds, device, world, flash, lines, timed)
         outlet.task = asyncio.create_task(device.run())
         try:
             await wait_until(lambda: outlet.logged("Shadow in sync"), 15, "first shadow sync")

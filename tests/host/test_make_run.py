@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,13 @@ def run_printed(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
+def wait_for_value(read: Callable[[], object], expected: object, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while (value := read()) != expected:
+        assert time.monotonic() < deadline, f"{value!r}, expected {expected!r}"
+        time.sleep(0.2)
+
+
 def port_of(line: str) -> int:
     found = re.search(r"://localhost:(\d+)", line)
     assert found, line
@@ -115,6 +123,22 @@ def test_make_run_then_the_printed_commands_then_ctrl_c(tmp_path: Path) -> None:
         console.wait_for("Output on")
         status = run_printed("jumpstart device status outlet", env)
         assert json.loads(status.stdout)["outputs"] == {"27": 1}
+        read = switch_on.replace(' -d \'{"state":{"desired":{"output":true}}}\'', "")
+
+        def shadow_output() -> tuple[object, object]:
+            state = json.loads(run_printed(read + " -s", env).stdout)["state"]
+            return state["reported"].get("output"), state["desired"].get("output")
+
+        # The button: the press shows in reported and desired.
+        assert run_printed("jumpstart device press outlet", env).returncode == 0
+        wait_for_value(shadow_output, (False, False))
+        # The AP goes down, the button is pressed, the AP comes back: the change arrives.
+        assert run_printed("jumpstart world ap down myssid", env).returncode == 0
+        console.wait_for("Wi-Fi lost")
+        assert run_printed("jumpstart device press outlet", env).returncode == 0
+        assert shadow_output() == (False, False)
+        assert run_printed("jumpstart world ap up myssid", env).returncode == 0
+        wait_for_value(shadow_output, (True, True), 30)
 
         upgraded = run_printed(ota + " -s", env)
         assert upgraded.returncode == 0, upgraded.stderr

@@ -9,6 +9,7 @@ value only if it is newer than that value's metadata timestamp (the last writer 
 """
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,13 +143,15 @@ class OutletCloud:
         """Called with the document after each (re)connection's sync."""
         self._published: dict[int, asyncio.Event] = {}
         self.sync = OutletSync(driver.state, extra={"fw_version": ctx.app.version, "ota_url": ""})
-        config = MqttConfig(
-            host=credentials.endpoint,
-            client_id=credentials.thing,
-            ca_pem=credentials.server_cert,
-            cert_pem=credentials.device_cert,
-            key_pem=credentials.device_key,
-            port=credentials.port,
+        config = dataclasses.replace(
+            MqttConfig.for_aws(  # AWS IoT's rules (ALPN on 443) suit the local cloud too
+                credentials.endpoint,
+                credentials.thing,
+                credentials.server_cert,
+                credentials.device_cert,
+                credentials.device_key,
+                credentials.port,
+            ),
             keepalive_s=int(ctx.config.get("mqtt_keepalive_s", 120)),
         )
         self.mqtt = EspMqttClient(config, ctx.events, ctx.log, wifi=ctx.wifi, spawn=ctx.spawn)
