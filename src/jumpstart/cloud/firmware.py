@@ -19,6 +19,7 @@ from pathlib import Path
 import h11
 
 from jumpstart.cloud.home import CloudHome
+from jumpstart.cloud.https_server import HttpsServer, receive_request
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
 
@@ -26,7 +27,7 @@ __all__ = ["FirmwareImage", "FirmwareServer", "FirmwareStore", "firmware_url"]
 
 PATH_PREFIX = "/firmware/"
 SEND_CHUNK = 64 * 1024
-IDLE_TIMEOUT_S = 30.0
+MAX_REQUEST_BODY = 0  # GET and HEAD only
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -37,6 +38,11 @@ class FirmwareImage:
     sha256: str
     project: str
     version: str
+
+
+def _no_body(length: int) -> None:
+    if length > MAX_REQUEST_BODY:
+        raise h11.RemoteProtocolError("a firmware request carries no body")
 
 
 def firmware_url(host: str, port: int, name: str) -> str:
@@ -104,71 +110,28 @@ class FirmwareStore:
         return path if path.is_file() else None
 
 
-class FirmwareServer:
+class FirmwareServer(HttpsServer):
     """HTTPS (server authentication only) over the firmware folder."""
 
     def __init__(self, home: CloudHome) -> None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(str(home.server_pem), str(home.server_key))
+        super().__init__(context)
         self.store = FirmwareStore(home)
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.context.load_cert_chain(str(home.server_pem), str(home.server_key))
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self.downloads = 0
         """Completed downloads since start (for operators and tests)."""
 
-    async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._serve, host, port, ssl=self.context)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), 2.0)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-        try:
-            while True:
-                request = await self._receive(conn, reader)
-                if request is None:
-                    return
-                await self._respond(conn, writer, request)
-                if conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
-        except (h11.ProtocolError, ConnectionError, TimeoutError, ssl.SSLError):
-            return
-        except asyncio.CancelledError:
-            return  # close() cancels open connections
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-    async def _receive(
-        self, conn: h11.Connection, reader: asyncio.StreamReader
-    ) -> h11.Request | None:
-        request: h11.Request | None = None
         while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(16 * 1024), IDLE_TIMEOUT_S)
-                conn.receive_data(data)
-                if not data and request is None:
-                    return None
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.EndOfMessage):
-                return request
-            elif isinstance(event, h11.ConnectionClosed):
-                return None
+            request, _body = await receive_request(conn, reader, _no_body)
+            if request is None:
+                return
+            await self._respond(conn, writer, request)
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
 
     async def _respond(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request

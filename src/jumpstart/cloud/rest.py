@@ -25,9 +25,7 @@ Content-Type is ignored (the guide's ``curl -d`` sends form encoding). Errors ca
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import ssl
 import time
 import uuid
 from collections.abc import Iterable
@@ -36,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
+from jumpstart.cloud.https_server import HttpsServer, receive_request
 from jumpstart.cloud.jobs.model import (
     ALL_THINGS_GROUP,
     Job,
@@ -73,8 +72,6 @@ ERROR_TYPES = {
     503: "ServiceUnavailableException",
 }
 MAX_BODY = 128 * 1024  # the message broker's payload quota applies to REST publishes too
-READ_CHUNK = 64 * 1024
-IDLE_TIMEOUT_S = 60.0
 DEFAULT_PAGE_SIZE = 25
 _METHODS = {"GET": ShadowOp.GET, "POST": ShadowOp.UPDATE, "DELETE": ShadowOp.DELETE}
 
@@ -98,86 +95,42 @@ class _HttpError(Exception):
 Response = tuple[int, dict[str, Any]]
 
 
-class RestServer:
+def _check_body_size(length: int) -> None:
+    if length > MAX_BODY:
+        raise _HttpError(413, "The payload exceeds the maximum size allowed")
+
+
+class RestServer(HttpsServer):
+    quiet_errors = (*HttpsServer.quiet_errors, _HttpError)
+
     def __init__(self, cloud: CloudService) -> None:
-        self.cloud = cloud
         home = cloud.home
-        self.context = server_context(home.server_pem, home.server_key, home.ca_pem)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__(server_context(home.server_pem, home.server_key, home.ca_pem))
+        self.cloud = cloud
 
-    async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._serve, host, port, ssl=self.context)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), 2.0)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         principal = self.cloud.authenticate(der) if der else None
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-        try:
-            while True:
-                request, body = await self._receive(conn, reader)
-                if request is None:
-                    return
-                status, doc, error_type = self.respond(principal, request, body)
-                headers = [("Content-Type", "application/json")]
-                if error_type:
-                    headers.append(("x-amzn-ErrorType", error_type))
-                headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
-                payload = json.dumps(doc, separators=(",", ":")).encode()
-                headers.append(("Content-Length", str(len(payload))))
-                writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
-                writer.write(conn.send(h11.Data(data=payload)))
-                writer.write(conn.send(h11.EndOfMessage()))
-                await writer.drain()
-                if conn.our_state is h11.MUST_CLOSE:
-                    return
-                conn.start_next_cycle()
-        except (h11.RemoteProtocolError, _HttpError, ConnectionError, TimeoutError, ssl.SSLError):
-            return
-        except asyncio.CancelledError:
-            # close() cancels open connections; asyncio's start_server callback would log a
-            # cancelled handler task as an error (CPython 3.11 streams.py), so end normally.
-            return
-        finally:
-            self._tasks.discard(task)
-            writer.close()
-
-    async def _receive(
-        self, conn: h11.Connection, reader: asyncio.StreamReader
-    ) -> tuple[h11.Request | None, bytes]:
-        request: h11.Request | None = None
-        body = bytearray()
         while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(READ_CHUNK), IDLE_TIMEOUT_S)
-                conn.receive_data(data)
-                if not data and request is None:
-                    return None, b""
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY:
-                    raise _HttpError(413, "The payload exceeds the maximum size allowed")
-            elif isinstance(event, h11.EndOfMessage):
-                return request, bytes(body)
-            elif isinstance(event, h11.ConnectionClosed):
-                return None, b""
+            request, body = await receive_request(conn, reader, _check_body_size)
+            if request is None:
+                return
+            status, doc, error_type = self.respond(principal, request, body)
+            headers = [("Content-Type", "application/json")]
+            if error_type:
+                headers.append(("x-amzn-ErrorType", error_type))
+            headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
+            payload = json.dumps(doc, separators=(",", ":")).encode()
+            headers.append(("Content-Length", str(len(payload))))
+            writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+            writer.write(conn.send(h11.Data(data=payload)))
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
 
     # routing -----------------------------------------------------------------------------
 

@@ -1,0 +1,97 @@
+"""The asyncio side shared by the cloud's HTTPS servers (REST API, firmware hosting).
+
+A subclass implements ``handle(reader, writer)`` for one connection, usually an h11 loop built
+on :func:`receive_request`; this class tracks connections so ``close()`` ends them, and treats a
+peer that breaks the protocol or goes away as the end of that connection, never as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+
+import h11
+
+__all__ = ["HttpsServer", "receive_request"]
+
+READ_CHUNK = 64 * 1024
+IDLE_TIMEOUT_S = 60.0
+
+
+class HttpsServer:
+    quiet_errors: tuple[type[BaseException], ...] = (
+        h11.ProtocolError,
+        ConnectionError,
+        TimeoutError,
+        ssl.SSLError,
+    )
+    """What ends a connection silently: the peer's fault or its departure."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.context = context
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen; the port (useful when ``port`` is 0)."""
+        self._server = await asyncio.start_server(self._serve, host, port, ssl=self.context)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), 2.0)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self.handle(reader, writer)
+        except self.quiet_errors:
+            return
+        except asyncio.CancelledError:
+            # close() cancels open connections; asyncio's start_server callback would log a
+            # cancelled handler task as an error (CPython 3.11 streams.py), so end normally.
+            return
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+
+async def receive_request(
+    conn: h11.Connection,
+    reader: asyncio.StreamReader,
+    on_body: Callable[[int], None] | None = None,
+) -> tuple[h11.Request | None, bytes]:
+    """The next request and its body; (None, b"") when the client closed the connection.
+
+    ``on_body`` sees the body's length as it grows (to refuse oversized bodies early)."""
+    request: h11.Request | None = None
+    body = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            data = await asyncio.wait_for(reader.read(READ_CHUNK), IDLE_TIMEOUT_S)
+            conn.receive_data(data)
+            if not data and request is None:
+                return None, b""
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if on_body is not None:
+                on_body(len(body))
+        elif isinstance(event, h11.EndOfMessage):
+            return request, bytes(body)
+        elif isinstance(event, h11.ConnectionClosed):
+            return None, b""
