@@ -95,7 +95,8 @@ class ProtocommBle:
         for writer in list(self._links):
             writer.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._server.wait_closed()
         self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -120,7 +120,8 @@ class ProtocommHttpd:
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            async with asyncio.timeout(1.0):
+                await self._server.wait_closed()
         self._server = None
         self.sessions.close()
         self.log.i(TAG, "HTTP server stopped")
@@ -170,7 +171,9 @@ class ProtocommHttpd:
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await asyncio.wait_for(reader.read(READ_CHUNK), IDLE_TIMEOUT_S)
+                # asyncio.timeout: wait_for (3.11) may swallow the cancellation of a restart.
+                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                    data = await reader.read(READ_CHUNK)
                 conn.receive_data(data)
                 if not data and request is None:
                     return None, b""
