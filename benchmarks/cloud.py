@@ -15,7 +15,6 @@ import asyncio
 import asyncio.sslproto
 import getpass
 import json
-import os
 import re
 import resource
 import shutil
@@ -48,6 +47,9 @@ from jumpstart.formats.mqtt import (
     encode_packet,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.cloud import cloud_process
+
 DEVICES = 1000
 CONNECT_CONCURRENCY = 50
 ROUND_TRIPS = 300  # paced, one every 2 ms
@@ -55,7 +57,6 @@ UPDATES_PER_DEVICE = 5
 REST_SAMPLES = 300
 AWSCRT_SAMPLES = 50
 V311 = ProtocolVersion.MQTT311
-JUMPSTART = str(Path(sys.executable).with_name("jumpstart"))
 # CPython's asyncio TLS keeps a 256 KiB read buffer per connection (sslproto.py); 1,000
 # client connections in this process would otherwise cost 256 MiB (spec/cloud.md 6).
 asyncio.sslproto.SSLProtocol.max_size = 16 * 1024
@@ -189,35 +190,10 @@ def _free_port() -> int:
 
 
 def _start_cloud(root: Path, broker: str = "embedded") -> Server:
-    process = subprocess.Popen(
-        [
-            JUMPSTART,
-            "cloud",
-            "serve",
-            "--mqtt-port",
-            "0",
-            "--rest-port",
-            "0",
-            "--firmware-port",
-            "0",
-            "--broker",
-            broker,
-        ],
-        env={**os.environ, "JUMPSTART_HOME": str(root)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    ports = {}
-    for line in process.stdout:
-        found = re.search(r"(mqtts|https)://localhost:(\d+)", line)
-        if found:
-            ports.setdefault(found[1], int(found[2]))  # REST comes before firmware
-        if line.startswith("Ctrl-C"):
-            break
+    """``jumpstart cloud serve`` on free ports, as the tests start it."""
+    started = cloud_process.serve(root, broker=broker)
     name = "jumpstart" if broker == "embedded" else f"jumpstart-{broker}"
-    return Server(name, process, ports["mqtts"], ports["https"])
+    return Server(name, started.process, started.mqtt_port, started.rest_port)
 
 
 def _start_mosquitto(home: CloudHome, folder: Path) -> Server | None:

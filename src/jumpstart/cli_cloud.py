@@ -54,6 +54,7 @@ cloud_app.add_typer(firmware_app, name="firmware")
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder for the five files.")]
 PortOption = Annotated[int, typer.Option("--port", help="The REST endpoint's port.")]
 NameOption = Annotated[str, typer.Option("--name", help="A named shadow (default: classic).")]
+FirmwarePortOption = Annotated[int, typer.Option("--port", help="The firmware server's port.")]
 
 
 def _out() -> Console:
@@ -222,9 +223,7 @@ def firmware_upload_cmd(
         bool,
         typer.Option("--force", help="Host it even if it fails the image checks (to test devices)"),
     ] = False,
-    port: Annotated[
-        int, typer.Option("--port", help="The firmware server's port.")
-    ] = FIRMWARE_PORT,
+    port: FirmwarePortOption = FIRMWARE_PORT,
 ) -> None:
     """Host IMAGE on the cloud's HTTPS firmware server and print its URL."""
     home = _home()
@@ -244,9 +243,7 @@ def firmware_upload_cmd(
 
 @firmware_app.command("list")
 def firmware_list_cmd(
-    port: Annotated[
-        int, typer.Option("--port", help="The firmware server's port.")
-    ] = FIRMWARE_PORT,
+    port: FirmwarePortOption = FIRMWARE_PORT,
 ) -> None:
     """The hosted images and their URLs."""
     for hosted in FirmwareStore(_home()).images():

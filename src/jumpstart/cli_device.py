@@ -16,12 +16,12 @@ import typer
 from jumpstart.cli_util import parse_size
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
-from jumpstart.formats.partition_table import PartitionTable, PartitionType
 from jumpstart.host.app_build import build_app_image
 from jumpstart.host.device_control import is_running, send_command
 from jumpstart.host.device_home import PARTITION_TABLE_OFFSET, DeviceFolder, JumpstartHome
 from jumpstart.host.device_runner import run_device
 from jumpstart.host.files import read_file, write_atomically
+from jumpstart.host.flashing import boot_app_offset, erase_otadata, table_of
 from jumpstart.idf.efuse import format_mac, parse_mac
 from jumpstart.idf.esp_err import EspError
 from jumpstart.idf.flash import FileFlash
@@ -194,10 +194,6 @@ def _stopped_device(name: str) -> DeviceFolder:
     return folder
 
 
-def _table_of(flash: FileFlash) -> PartitionTable:
-    return PartitionTable.from_binary(flash.read(PARTITION_TABLE_OFFSET, 0xC00))
-
-
 def _flash_arguments(args: list[str]) -> tuple[Path | None, list[tuple[int, Path]]]:
     """``IMAGE`` and/or ``[--offset] ADDR FILE`` pairs -> (image, [(address, file)])."""
     pairs: list[tuple[int, Path]] = []
@@ -223,18 +219,13 @@ def _flash_arguments(args: list[str]) -> tuple[Path | None, list[tuple[int, Path
 def _boot_app_offset(folder: DeviceFolder, flash: FileFlash) -> int:
     """Where idf.py flash puts the app: the factory app, else ota_0, else the first app."""
     try:
-        table = _table_of(flash)
+        table = table_of(flash)
     except InputError as err:
         raise InputError(
             f"device {folder.name!r} has no partition table to place IMAGE ({err}); "
             "give its address: ADDR IMAGE"
         ) from None
-    apps = [p for p in table.partitions if p.type == PartitionType.APP]
-    factory = [p for p in apps if p.subtype == 0]
-    targets = factory or table.ota_apps or apps
-    if not targets:
-        raise InputError("the partition table has no app partition for IMAGE")
-    return targets[0].offset
+    return boot_app_offset(table)
 
 
 def idf_flash(
@@ -268,19 +259,8 @@ def idf_flash(
             flash.write(address, data)
             print(f"Wrote {len(data)} bytes at 0x{address:08x} ({path.name})")
         if image is not None:
-            _erase_otadata(flash)
-
-
-def _erase_otadata(flash: FileFlash) -> None:
-    # Read again: the writes may have brought a new partition table.
-    try:
-        table = _table_of(flash)
-    except InputError:
-        return
-    for p in table.partitions:
-        if p.type == PartitionType.DATA and p.subtype == 0x00:
-            flash.erase_range(p.offset, p.size)
-            print(f"Erased otadata at 0x{p.offset:08x} (ota_data_initial.bin)")
+            for offset in erase_otadata(flash):
+                print(f"Erased otadata at 0x{offset:08x} (ota_data_initial.bin)")
 
 
 def idf_erase_flash(device: Annotated[str, typer.Option(help="Device to erase")]) -> None:

@@ -11,8 +11,10 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
 import paho.mqtt.client as mqtt
-from awsiot import mqtt5_client_builder
+from awsiot import mqtt5_client_builder, mqtt_connection_builder
+from botocore.config import Config
 
 from tests.cloud.conftest import Credentials, RunningCloud
 
@@ -130,3 +132,38 @@ def mqtt5_client(cloud: RunningCloud, creds: Credentials, client_id: str) -> Ite
     finally:
         client.stop()
         stopped.result(10)
+
+
+@contextmanager
+def mqtt311_connection(cloud: RunningCloud, creds: Credentials, client_id: str) -> Iterator[Any]:
+    """A connected awscrt MQTT 3.1.1 connection (clean session, 30 s keep-alive); it
+    disconnects on exit."""
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost",
+        port=cloud.mqtt_port,
+        cert_filepath=str(creds.cert),
+        pri_key_filepath=str(creds.key),
+        ca_filepath=str(cloud.ca),
+        client_id=client_id,
+        clean_session=True,
+        keep_alive_secs=30,
+    )
+    connection.connect().result(10)
+    try:
+        yield connection
+    finally:
+        connection.disconnect().result(5)
+
+
+def boto_client(cloud: RunningCloud, creds: Credentials, service: str) -> Any:
+    """A boto3 client (``iot-data`` or ``iot``) on the cloud's REST endpoint, authenticated
+    by ``creds``' certificate, without retries."""
+    return boto3.client(
+        service,
+        endpoint_url=f"https://localhost:{cloud.rest_port}",
+        region_name="us-east-1",
+        aws_access_key_id="unused",
+        aws_secret_access_key="unused",
+        verify=str(cloud.ca),
+        config=Config(client_cert=(str(creds.cert), str(creds.key)), retries={"max_attempts": 1}),
+    )

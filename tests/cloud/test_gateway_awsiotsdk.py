@@ -13,29 +13,17 @@ from awsiot import (
     ServiceStreamOptions,
     V2ServiceException,
     iotshadow,
-    mqtt_connection_builder,
 )
 
 from tests.cloud.conftest import RunningCloud
-from tests.cloud.mqtt_helpers import mqtt5_client
+from tests.cloud.mqtt_helpers import mqtt5_client, mqtt311_connection
 
 pytestmark = pytest.mark.interop
 
 
 def test_mqtt311_shadow_client_flow(cloud: RunningCloud) -> None:
     creds = cloud.creds["outlet1"]
-    connection = mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost",
-        port=cloud.mqtt_port,
-        cert_filepath=str(creds.cert),
-        pri_key_filepath=str(creds.key),
-        ca_filepath=str(cloud.ca),
-        client_id="outlet1",
-        clean_session=True,
-        keep_alive_secs=30,
-    )
-    connection.connect().result(10)
-    try:
+    with mqtt311_connection(cloud, creds, "outlet1") as connection:
         shadow = iotshadow.IotShadowClient(connection)
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         thing, name = "outlet1", "sdk311"
@@ -119,8 +107,6 @@ def test_mqtt311_shadow_client_flow(cloud: RunningCloud) -> None:
             qos,
         ).result(5)
         assert wait("rejected").code == 409
-    finally:
-        connection.disconnect().result(5)
 
 
 def test_mqtt5_shadow_client_v2_flow(cloud: RunningCloud) -> None:

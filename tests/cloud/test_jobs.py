@@ -10,22 +10,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from awscrt import mqtt, mqtt_request_response
 from awsiot import (
     ServiceStreamOptions,
     V2ServiceException,
     iotjobs,
-    mqtt_connection_builder,
 )
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from jumpstart.cli import main
 from jumpstart.cloud.admin import job_create_request, rest_request
 from tests.cloud.conftest import Credentials, RunningCloud
-from tests.cloud.mqtt_helpers import PahoDevice, mqtt5_client
+from tests.cloud.mqtt_helpers import PahoDevice, boto_client, mqtt5_client, mqtt311_connection
 
 DOC = json.dumps({"operation": "ota", "url": "https://localhost:8070/outlet.bin"})
 
@@ -148,18 +145,7 @@ def _wait(events: queue.Queue[tuple[str, Any]], kind: str) -> Any:
 @pytest.mark.interop
 def test_awsiotsdk_jobs_client_runs_an_ota_job(cloud: RunningCloud) -> None:
     creds: Credentials = cloud.creds["outlet2"]
-    connection = mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost",
-        port=cloud.mqtt_port,
-        cert_filepath=str(creds.cert),
-        pri_key_filepath=str(creds.key),
-        ca_filepath=str(cloud.ca),
-        client_id="outlet2",
-        clean_session=True,
-        keep_alive_secs=30,
-    )
-    connection.connect().result(10)
-    try:
+    with mqtt311_connection(cloud, creds, "outlet2") as connection:
         jobs = iotjobs.IotJobsClient(connection)
         events = _events(jobs, "outlet2")
         create(cloud, "sdk-ota", "outlet2")
@@ -209,8 +195,6 @@ def test_awsiotsdk_jobs_client_runs_an_ota_job(cloud: RunningCloud) -> None:
         updated = _wait(events, "updated")
         assert updated.execution_state.status == "SUCCEEDED"
         assert _wait(events, "next").execution is None  # the queue is empty now
-    finally:
-        connection.disconnect().result(5)
     job = rest_request(cloud.service.home, "GET", "/jobs/sdk-ota", port=cloud.rest_port)
     assert job.document["job"]["status"] == "COMPLETED"
     assert job.document["job"]["jobProcessDetails"]["numberOfSucceededThings"] == 1
@@ -272,21 +256,9 @@ def test_awsiotsdk_jobs_client_v2_over_mqtt5(cloud: RunningCloud) -> None:
         assert described.execution.status == "SUCCEEDED"
 
 
-def _iot(cloud: RunningCloud, creds: Credentials) -> Any:
-    return boto3.client(
-        "iot",
-        endpoint_url=f"https://localhost:{cloud.rest_port}",
-        region_name="us-east-1",
-        aws_access_key_id="unused",
-        aws_secret_access_key="unused",
-        verify=str(cloud.ca),
-        config=Config(client_cert=(str(creds.cert), str(creds.key)), retries={"max_attempts": 1}),
-    )
-
-
 @pytest.mark.interop
 def test_boto3_iot_control_plane(cloud: RunningCloud) -> None:
-    iot = _iot(cloud, cloud.creds["admin"])
+    iot = boto_client(cloud, cloud.creds["admin"], "iot")
     created = iot.create_job(
         jobId="boto-job",
         targets=["arn:aws:iot:us-east-1:123456789012:thing/outlet1"],
@@ -323,7 +295,7 @@ def test_boto3_iot_control_plane(cloud: RunningCloud) -> None:
 @pytest.mark.interop
 @pytest.mark.parametrize(("who", "status"), [("app", 403), ("outlet1", 403)])
 def test_only_operators_create_jobs(cloud: RunningCloud, who: str, status: int) -> None:
-    iot = _iot(cloud, cloud.creds[who])
+    iot = boto_client(cloud, cloud.creds[who], "iot")
     with pytest.raises(ClientError) as denied:
         iot.create_job(jobId=f"by-{who}", targets=["outlet1"], document=DOC)
     assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == status

@@ -9,14 +9,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from jumpstart.cloud.admin import shadow_request
 from tests.cloud.conftest import Credentials, RunningCloud
-from tests.cloud.mqtt_helpers import PahoDevice
+from tests.cloud.mqtt_helpers import PahoDevice, boto_client
 
 pytestmark = pytest.mark.interop
 
@@ -67,20 +65,8 @@ def test_no_client_certificate_is_refused_by_curl(cloud: RunningCloud) -> None:
     assert result.returncode != 0
 
 
-def _boto(cloud: RunningCloud, creds: Credentials) -> Any:
-    return boto3.client(
-        "iot-data",
-        endpoint_url=f"https://localhost:{cloud.rest_port}",
-        region_name="us-east-1",
-        aws_access_key_id="unused",
-        aws_secret_access_key="unused",
-        verify=str(cloud.ca),
-        config=Config(client_cert=(str(creds.cert), str(creds.key)), retries={"max_attempts": 1}),
-    )
-
-
 def test_boto3_iot_data_gets_updates_and_lists(cloud: RunningCloud) -> None:
-    data = _boto(cloud, cloud.creds["app"])
+    data = boto_client(cloud, cloud.creds["app"], "iot-data")
     with pytest.raises(ClientError) as caught:
         data.get_thing_shadow(thingName="outlet2", shadowName="never")
     assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
@@ -117,7 +103,7 @@ def test_boto3_publish_reaches_subscriber(cloud: RunningCloud) -> None:
     try:
         topic = "$aws/things/outlet2/shadow/name/pub/update/accepted"
         device.subscribe(topic)
-        _boto(cloud, cloud.creds["admin"]).publish(
+        boto_client(cloud, cloud.creds["admin"], "iot-data").publish(
             topic="$aws/things/outlet2/shadow/name/pub/update",
             qos=1,
             payload=json.dumps({"state": {"reported": {"a": 1}}}).encode(),
@@ -128,7 +114,7 @@ def test_boto3_publish_reaches_subscriber(cloud: RunningCloud) -> None:
 
 
 def test_bad_requests_store_nothing(cloud: RunningCloud, tmp_path: Path) -> None:
-    data = _boto(cloud, cloud.creds["app"])
+    data = boto_client(cloud, cloud.creds["app"], "iot-data")
     data.update_thing_shadow(
         thingName="outlet2", shadowName="bad", payload=b'{"state":{"reported":{"keep":1}}}'
     )

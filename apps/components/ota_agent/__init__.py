@@ -220,13 +220,8 @@ class OtaJobs:
     def _on_data(self, _event: Any, data: Any) -> None:
         assert isinstance(data, MqttEventData)
         handler = self._topics.get(data.topic)
-        if handler is None:
-            return
-        try:
-            document = json.loads(data.data)
-        except ValueError:
-            return
-        if isinstance(document, dict):
+        document = data.json_object()
+        if handler is not None and document is not None:
             handler(document)
 
     def _notify_next(self, document: dict[str, Any]) -> None:

@@ -25,12 +25,14 @@ from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.service import CloudConfig, CloudService
 from jumpstart.errors import InputError
 from jumpstart.formats.nvs import FormatVersion
-from jumpstart.formats.partition_table import PartitionTable, PartitionType
+from jumpstart.formats.partition_table import PartitionType
 from jumpstart.host.app_build import build_app_image
 from jumpstart.host.device_home import DeviceFolder, JumpstartHome
 from jumpstart.host.device_runner import run_device
+from jumpstart.host.flashing import flash_app_image
 from jumpstart.host.nvs_gen import NvsImageBuilder, parse_nvs_size
 from jumpstart.idf.efuse import format_mac
+from jumpstart.idf.partition import PartitionMap
 from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 
 __all__ = ["ProductConfig", "ProductSetup", "prepare", "run_product"]
@@ -74,16 +76,6 @@ def _ensure_ap(world: RadioWorld, config: ProductConfig) -> None:
         world.add(AccessPoint(config.ssid, config.password, AuthMode.WPA2_PSK))
 
 
-def _flash_app(folder: DeviceFolder, image: bytes) -> None:
-    with folder.open_flash() as flash:
-        table = PartitionTable.from_binary(flash.read(0x8000, 0xC00))
-        slot = table.ota_apps[0]
-        flash.erase_range(slot.offset, len(image) + (-len(image) % 0x1000))
-        flash.write(slot.offset, image)
-        for entry in table.find(PartitionType.DATA, 0x00):
-            flash.erase_range(entry.offset, entry.size)  # otadata: boot ota_0
-
-
 def _secret_file(path: Path, make: Callable[[], str]) -> str:
     if not path.exists():
         path.write_text(make())
@@ -106,14 +98,15 @@ def factory_image(setup: ProductSetup, port: int, size: int) -> bytes:
     return builder.to_bytes()
 
 
-def _write_factory(folder: DeviceFolder, data: bytes) -> None:
-    with folder.open_flash() as flash:
-        table = PartitionTable.from_binary(flash.read(0x8000, 0xC00))
-        found = table.find(PartitionType.DATA, label=FACTORY_PARTITION)
+def _write_factory(setup: ProductSetup, mqtt_port: int) -> None:
+    """Write the factory data as a factory would, naming this run's MQTT port."""
+    with setup.folder.open_flash() as flash:
+        parts = PartitionMap.load(flash)
+        found = parts.find(PartitionType.DATA, label=FACTORY_PARTITION)
         if not found:
-            raise InputError(f"device {folder.name!r} has no {FACTORY_PARTITION!r} partition")
-        flash.erase_range(found[0].offset, found[0].size)
-        flash.write(found[0].offset, data)
+            raise InputError(f"device {setup.folder.name!r} has no {FACTORY_PARTITION!r} partition")
+        found[0].erase()
+        found[0].write(0, factory_image(setup, mqtt_port, found[0].size))
 
 
 def prepare(
@@ -125,7 +118,8 @@ def prepare(
         folder = home.device(config.device)
     else:
         folder = home.create_device(config.device)
-        _flash_app(folder, build_app_image(config.apps / "outlet"))
+        with folder.open_flash() as flash:
+            flash_app_image(flash, build_app_image(config.apps / "outlet"))
     cloud.ensure()
     cloud_cfg = folder.path / "cloud_cfg"
     if not (cloud_cfg / "device.cert").exists():
@@ -142,11 +136,7 @@ def prepare(
         folder.path / "serial.txt", lambda: "OUTLET-" + format_mac(folder.efuse().mac)[-8:]
     )
     setup = ProductSetup(folder, pop, serial.replace(":", ""))
-    # The factory data names the MQTT port the cloud listens on in this run.
-    with folder.open_flash() as flash:
-        table = PartitionTable.from_binary(flash.read(0x8000, 0xC00))
-    size = table.find(PartitionType.DATA, label=FACTORY_PARTITION)[0].size
-    _write_factory(folder, factory_image(setup, mqtt_port, size))
+    _write_factory(setup, mqtt_port)
     store = FirmwareStore(cloud)
     if store.open(HELLO_WORLD) is None:
         store.upload(build_app_image(config.apps / "1_hello_world"), HELLO_WORLD)

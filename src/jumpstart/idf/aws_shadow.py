@@ -107,13 +107,11 @@ class ShadowClient:
             handler = self._topics.get(data.topic)
             if handler is None:
                 return
-            try:
-                document = json.loads(data.data)
-            except ValueError:
-                self.log.w(TAG, f"{data.topic}: not JSON, ignored")
+            document = data.json_object()
+            if document is None:
+                self.log.w(TAG, f"{data.topic}: not a JSON object, ignored")
                 return
-            if isinstance(document, dict):
-                handler(document)
+            handler(document)
 
     def _own(self, document: dict[str, Any]) -> bool:
         token = document.get("clientToken")

@@ -228,12 +228,7 @@ class HttpsOta:
         chunk = bytes(self._pending[: self.config.buffer_size])
         del self._pending[: len(chunk)]
         if chunk:
-            if self.image_len_read + len(chunk) > self.partition.size:
-                raise _fail(
-                    f"image too large for the '{self.partition.label}' slot "
-                    f"({self.partition.size} bytes)",
-                    EspErr.ESP_ERR_INVALID_SIZE,
-                )
+            # esp_ota_write refuses bytes past the slot (a server that sent no length).
             self._handle.write(chunk)
             self.image_len_read += len(chunk)
         return self._body_done and not self._pending

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import ssl
@@ -82,6 +83,14 @@ class MqttEventData:
     retain: bool = False
     session_present: bool = False
     error: str = ""
+
+    def json_object(self) -> dict[str, Any] | None:
+        """The payload as a JSON object (what AWS IoT's services send), else None."""
+        try:
+            document = json.loads(self.data)
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
 
 
 @dataclass(frozen=True)
@@ -194,8 +203,8 @@ class EspMqttClient:
         self._handlers = []
         if self.connected and self._writer is not None:
             self.mqtt.disconnect()
-            with contextlib.suppress(ConnectionError, ssl.SSLError, RuntimeError):
-                self._writer.write(self.mqtt.data_to_send())
+            self._flush()
+            with contextlib.suppress(ConnectionError, ssl.SSLError, RuntimeError, TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._writer.drain()
         task, self._task = self._task, None

@@ -73,8 +73,8 @@ class OtaHandle:
         if self.wrote_size + len(data) > self.partition.size:
             raise EspError(
                 EspErr.ESP_ERR_INVALID_SIZE,
-                f"image larger than the '{self.partition.label}' slot "
-                f"(0x{self.partition.size:x} bytes)",
+                f"image too large for the '{self.partition.label}' slot "
+                f"({self.partition.size} bytes)",
             )
         if self.need_erase:
             first = self.wrote_size // sector
@@ -133,6 +133,8 @@ class EspOta:
             partitions.find_first(PartitionType.APP, label=p.name)
             for p in partitions.table.ota_apps
         ]
+        # The partition table cannot change while an app runs: look otadata up once.
+        self.otadata = Otadata.find(partitions)
 
     # -- partitions --------------------------------------------------------------------
     def verify(self, partition: EspPartition) -> VerifiedApp:
@@ -145,7 +147,7 @@ class EspOta:
         return self.running
 
     def _otadata(self) -> Otadata:
-        otadata = Otadata.find(self.partitions)
+        otadata = self.otadata
         if otadata is None:
             raise EspError(EspErr.ESP_ERR_NOT_FOUND, "no otadata partition (or no OTA slots)")
         return otadata
@@ -158,7 +160,7 @@ class EspOta:
 
     def get_boot_partition(self) -> EspPartition | None:
         """``esp_ota_get_boot_partition``: what the next boot selects."""
-        otadata = Otadata.find(self.partitions)
+        otadata = self.otadata
         if otadata is None:
             return self._default_boot()
         entries = otadata.read()
@@ -244,7 +246,7 @@ class EspOta:
 
     def _invalidate_inactive_entry(self) -> None:
         """``esp_ota_invalidate_inactive_ota_data_slot``: forget the last booted other app."""
-        otadata = Otadata.find(self.partitions)
+        otadata = self.otadata
         if otadata is None:
             return
         entries = otadata.read()
@@ -285,7 +287,7 @@ class EspOta:
     # -- rollback ------------------------------------------------------------------------
     def check_rollback_is_possible(self) -> bool:
         """``esp_ota_check_rollback_is_possible``: another slot holds a bootable app."""
-        otadata = Otadata.find(self.partitions)
+        otadata = self.otadata
         if otadata is None:
             return False
         entries = otadata.read()
@@ -335,7 +337,7 @@ class EspOta:
 
     def get_last_invalid_partition(self) -> EspPartition | None:
         """The slot of the newest INVALID or ABORTED entry, if its image is still intact."""
-        otadata = Otadata.find(self.partitions)
+        otadata = self.otadata
         if otadata is None:
             return None
         invalid = [

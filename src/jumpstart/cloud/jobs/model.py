@@ -167,9 +167,10 @@ class JobExecution:
             "versionNumber": self.version,
         }
 
-    def summary(self) -> dict[str, Json]:
-        """JobExecutionSummary."""
-        doc: dict[str, Json] = {"jobId": self.job_id, "queuedAt": self.queued_at}
+    def _timing(self) -> dict[str, Json]:
+        """queuedAt, startedAt (once started), lastUpdatedAt, versionNumber, executionNumber:
+        the tail JobExecutionSummary and JobExecutionData share."""
+        doc: dict[str, Json] = {"queuedAt": self.queued_at}
         if self.started_at is not None:
             doc["startedAt"] = self.started_at
         doc.update(
@@ -179,6 +180,10 @@ class JobExecution:
         )
         return doc
 
+    def summary(self) -> dict[str, Json]:
+        """JobExecutionSummary."""
+        return {"jobId": self.job_id, **self._timing()}
+
     def data(self, job_document: Json | None) -> dict[str, Json]:
         """JobExecutionData (the document only when asked for)."""
         doc: dict[str, Json] = {
@@ -186,15 +191,8 @@ class JobExecution:
             "thingName": self.thing,
             "status": self.status.value,
             "statusDetails": dict(self.status_details),
-            "queuedAt": self.queued_at,
+            **self._timing(),
         }
-        if self.started_at is not None:
-            doc["startedAt"] = self.started_at
-        doc.update(
-            lastUpdatedAt=self.last_updated_at,
-            versionNumber=self.version,
-            executionNumber=self.execution_number,
-        )
         if job_document is not None:
             doc["jobDocument"] = job_document
         return doc
