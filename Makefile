@@ -3,20 +3,33 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One stamp per extra: `make run` installs only what running needs; `make test` adds the
+# test tools and oracles on top.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-test
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run test lint typecheck unit bench protos clean
+.PHONY: run test system-deps lint typecheck unit bench protos clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@touch $(STAMP)
+$(BIN)/python:
+	@echo "creating $(VENV) (Python virtual environment)"
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --progress-bar on --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing jumpstart and what it needs to run into $(VENV)"
+	$(PIP) install --progress-bar on -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@echo "installing jumpstart with its test tools into $(VENV)"
+	$(PIP) install --progress-bar on -e '.[test]'
+	@touch $(STAMP) $(RUN_STAMP)
 
 # The product: the local cloud and one unprovisioned outlet in this terminal; it prints the
 # provisioning, curl and OTA commands to run next. Ctrl-C stops both; state is kept.
 # RUN_ARGS passes options, e.g. RUN_ARGS="--mqtt-port 0 --rest-port 0 --firmware-port 0".
-run: $(STAMP)
+run: $(RUN_STAMP)
 	@$(BIN)/jumpstart run $(RUN_ARGS)
 
 lint: $(STAMP)
@@ -29,7 +42,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+# System packages the tests use (mosquitto, PostgreSQL, curl): installed as root, otherwise
+# one line with the command to run.
+system-deps:
+	@$(PYTHON) scripts/system_deps.py
+
+test: system-deps lint typecheck unit
 
 # Regenerate the committed *_pb2 modules after editing a .proto file.
 protos: $(STAMP)

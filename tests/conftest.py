@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.postgres_cluster import postgres_cluster
+from tests.system_tools import require
 
 VECTORS = Path(__file__).parent / "vectors" / "esp-idf"
 
@@ -21,10 +21,6 @@ def vectors() -> Path:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL cluster for the whole run (the shared store's backend)."""
-    try:
-        with postgres_cluster() as url:
-            yield url
-    except RuntimeError as err:
-        if os.environ.get("CI"):
-            raise  # CI installs PostgreSQL: its absence there is a failure
-        pytest.skip(str(err))
+    require("postgresql")
+    with postgres_cluster() as url:
+        yield url

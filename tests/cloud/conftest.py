@@ -15,6 +15,7 @@ from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import Role
 from jumpstart.cloud.service import CloudConfig, CloudService, open_stores
 from tests.postgres_cluster import fresh_schema
+from tests.system_tools import require
 
 
 @dataclass
@@ -65,6 +66,8 @@ def cloud(
     if request.param == "postgresql":
         url = fresh_schema(request.getfixturevalue("postgres_url"))
     broker = "mosquitto" if request.param == "mosquitto" else "embedded"
+    if broker == "mosquitto":
+        require("mosquitto")
     stores = open_stores(home, url)
     config = CloudConfig(mqtt_port=0, rest_port=0, firmware_port=0, broker=parse_broker(broker))
     service = CloudService(home, config, *stores)

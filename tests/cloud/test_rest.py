@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,14 @@ from botocore.exceptions import ClientError
 from jumpstart.cloud.admin import shadow_request
 from tests.cloud.conftest import Credentials, RunningCloud
 from tests.cloud.mqtt_helpers import PahoDevice, boto_client
+from tests.system_tools import require
 
 pytestmark = pytest.mark.interop
 
 
 def _curl(cloud: RunningCloud, creds: Credentials, path: str, data: str | None = None) -> Any:
     """The guide's curl line: no --cacert, the CA comes from CURL_CA_BUNDLE."""
+    require("curl")
     command = ["curl", "-sS", "--tlsv1.2", "--cert", str(creds.cert), "--key", str(creds.key)]
     if data is not None:
         command += ["-d", data]
@@ -31,7 +32,6 @@ def _curl(cloud: RunningCloud, creds: Credentials, path: str, data: str | None =
     return json.loads(result.stdout)
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_guide_curl_lines_update_reach_the_device_and_read_back(cloud: RunningCloud) -> None:
     creds = cloud.creds["outlet1"]
     device = PahoDevice(cloud, creds)
@@ -54,8 +54,7 @@ def test_guide_curl_lines_update_reach_the_device_and_read_back(cloud: RunningCl
 
 
 def test_no_client_certificate_is_refused_by_curl(cloud: RunningCloud) -> None:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed")
+    require("curl")
     result = subprocess.run(
         ["curl", "-sS", "--cacert", str(cloud.ca), f"https://localhost:{cloud.rest_port}/health"],
         capture_output=True,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,11 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.system_tools import require
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 FREE_PORTS = "--mqtt-port 0 --rest-port 0 --firmware-port 0"
 
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+
+@pytest.fixture(autouse=True)
+def _curl_installed() -> None:
+    require("curl")
 
 
 class Console:
