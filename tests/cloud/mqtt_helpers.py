@@ -15,6 +15,8 @@ import boto3
 import paho.mqtt.client as mqtt
 from awsiot import mqtt5_client_builder, mqtt_connection_builder
 from botocore.config import Config
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tests.cloud.conftest import Credentials, RunningCloud
 
@@ -66,6 +68,10 @@ class PahoDevice:
         kwargs: dict[str, Any] = {}
         if self.v5:
             kwargs["clean_start"] = self.clean
+            if not self.clean:  # a persistent session: MQTT 5 says so with an expiry
+                properties = Properties(PacketTypes.CONNECT)
+                properties.SessionExpiryInterval = 3600
+                kwargs["properties"] = properties
         self.client.connect("localhost", self.port, keepalive=30, **kwargs)
         self.client.loop_start()
         return self.connack.get(timeout=timeout)

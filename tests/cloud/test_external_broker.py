@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from jumpstart.cloud.admin import operator_credentials
+from jumpstart.cloud.admin import engine_credentials
 from jumpstart.cloud.broker_link import BrokerLinkError
 from jumpstart.cloud.endpoints import Shard, parse_broker, parse_shard
 from jumpstart.cloud.home import CloudHome
@@ -31,6 +31,7 @@ from tests.cloud.cloud_process import JUMPSTART, serve
 from tests.cloud.conftest import Credentials, RunningCloud
 from tests.cloud.mqtt_helpers import PahoDevice
 from tests.postgres_cluster import fresh_schema
+from tests.system_tools import require
 
 pytestmark = pytest.mark.interop
 ON_MOSQUITTO = pytest.mark.parametrize("cloud", ["mosquitto"], indirect=True)
@@ -146,9 +147,9 @@ def _home(tmp_path: Path) -> CloudHome:
 def test_engines_on_a_broker_that_runs_elsewhere(tmp_path: Path) -> None:
     home = _home(tmp_path)
 
-    # The broker's operator lets the cloud's operator certificate in (here: mosquitto's ACL
+    # The broker's operator lets the cloud's engines certificate in (here: mosquitto's ACL
     # written from the same registry).
-    operator_credentials(home)
+    engine_credentials(home, Shard())
     registry = home.registry()
 
     async def scenario() -> dict[str, Any]:
@@ -204,6 +205,7 @@ def test_unreachable_broker_says_what_to_check(tmp_path: Path) -> None:
 
 
 def test_serve_with_mosquitto_as_a_process(tmp_path: Path) -> None:
+    require("mosquitto")
     root = tmp_path / "jumpstart"
     env = {**os.environ, "JUMPSTART_HOME": str(root)}
     folder = tmp_path / "cloud_cfg"
@@ -263,6 +265,7 @@ def test_two_engine_shards_serve_each_request_exactly_once(
 ) -> None:
     """Two instances on one broker and one store: every request is served by the instance
     that owns its thing, never twice."""
+    require("mosquitto")
     home = _home(tmp_path)
     url = None
     if store == "postgresql":

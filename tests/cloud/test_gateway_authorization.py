@@ -4,15 +4,19 @@ test asserts the documented difference."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import queue
 import socket
 import ssl
+import time
+from pathlib import Path
 
 import pytest
 
+from jumpstart.cloud.registry import Role
 from jumpstart.formats.mqtt import ProtocolVersion, Publish, encode_packet
-from tests.cloud.conftest import RunningCloud
+from tests.cloud.conftest import Credentials, RunningCloud
 from tests.cloud.mqtt_helpers import PahoDevice, tls_context
 
 pytestmark = pytest.mark.interop
@@ -64,10 +68,98 @@ def test_device_cannot_publish_service_topics(cloud: RunningCloud) -> None:
 def test_device_cannot_take_another_things_client_id(cloud: RunningCloud) -> None:
     a = PahoDevice(cloud, cloud.creds["outlet1"], client_id="outlet2")
     try:
-        # mosquitto has no per-user client id rule: a documented difference.
+        # mosquitto replaces the client id by the certificate's name: connected as outlet1.
         assert (a.connect()[0] == 0) == cloud.on_mosquitto
     finally:
         a.close()
+
+
+def _thing_creds(cloud: RunningCloud, name: str, folder: Path) -> Credentials:
+    registry = cloud.service.registry
+    if registry.thing(name) is None:
+        registry.create_thing(name)
+    issued = registry.issue(name, Role.DEVICE)
+    cert, key = folder / f"{name}.cert", folder / f"{name}.key"
+    cert.write_bytes(issued.cert_pem)
+    key.write_bytes(issued.key_pem)
+    return Credentials(name, cert, key)
+
+
+@pytest.mark.parametrize("v5", [False, True], ids=["mqtt311", "mqtt5"])
+def test_prefix_client_id_cannot_reach_another_things_session(
+    cloud: RunningCloud, tmp_path: Path, v5: bool
+) -> None:
+    """outlet1 may use ``outlet1-suffix`` client ids, but not when that names another thing:
+    it neither resumes that thing's persistent session, receives its queued delta, nor
+    disconnects it."""
+    victim_name = "outlet1-evil"
+    victim_creds = _thing_creds(cloud, victim_name, tmp_path)
+    delta = f"$aws/things/{victim_name}/shadow/update/delta"
+    victim = PahoDevice(cloud, victim_creds, v5=v5, clean=False)
+    victim.connect()
+    assert victim.subscribe(delta) == [1]
+    victim.close()
+    admin = PahoDevice(cloud, cloud.creds["admin"], client_id="takeover-admin")
+    admin.connect()
+    try:
+        admin.publish(
+            f"$aws/things/{victim_name}/shadow/update", {"state": {"desired": {"output": True}}}
+        )
+        time.sleep(0.3)  # the delta is queued for the victim's offline session
+    finally:
+        admin.close()
+    attacker = PahoDevice(cloud, cloud.creds["outlet1"], v5=v5, client_id=victim_name, clean=False)
+    try:
+        code, present = attacker.connect()
+        if cloud.on_mosquitto:  # connected, but as itself: a fresh session of outlet1's
+            assert (code, present) == (0, False)
+        else:  # AWS's rule: a client id that names another thing is not this certificate's
+            assert code in (5, 0x87)
+        assert attacker.nothing(0.5) == []
+    finally:
+        attacker.close()
+    # The victim's session kept its queued delta, and a live victim is not disconnected.
+    victim = PahoDevice(cloud, victim_creds, v5=v5, clean=False)
+    try:
+        assert victim.connect()[1] is True
+        assert victim.expect(delta)["state"] == {"output": True}
+        intruder = PahoDevice(cloud, cloud.creds["outlet1"], v5=v5, client_id=victim_name)
+        try:
+            intruder.connect()
+            assert victim.disconnected.empty()
+            time.sleep(0.3)
+            assert victim.disconnected.empty()
+        finally:
+            intruder.close()
+    finally:
+        victim.close()
+
+
+def test_identities_never_share_a_session_under_a_free_client_id(cloud: RunningCloud) -> None:
+    """Two identities using one unregistered client id get a session each: neither
+    disconnects the other (AWS keys sessions by client id; ours by identity and client id)."""
+    topic = "$aws/things/outlet1/shadow/update/accepted"
+    app = PahoDevice(cloud, cloud.creds["app"], client_id="shared-id")
+    admin = PahoDevice(cloud, cloud.creds["admin"], client_id="shared-id")
+    app.connect()
+    try:
+        assert app.subscribe(topic) == [1]
+        admin.connect()
+        try:
+            time.sleep(0.3)
+            assert app.disconnected.empty()
+            device = PahoDevice(cloud, cloud.creds["outlet1"])
+            device.connect()
+            try:
+                device.publish("$aws/things/outlet1/shadow/update", {"state": {"reported": {}}})
+                assert app.expect(topic) is not None
+                assert admin.nothing(0.3) == []  # the app's subscription is not the admin's
+            finally:
+                device.close()
+        finally:
+            admin.close()
+    finally:
+        app.close()
 
 
 def test_revoked_certificate_is_refused(cloud: RunningCloud) -> None:
@@ -159,3 +251,38 @@ def test_more_than_ten_requests_in_flight_get_429(cloud: RunningCloud) -> None:
         pytest.fail("not every request was answered")
     finally:
         dev.close()
+
+
+def test_revocation_ends_live_mqtt_and_rest_connections(
+    cloud: RunningCloud, tmp_path: Path
+) -> None:
+    """Revoking a certificate (as `cloud cert revoke` does, from another registry handle)
+    closes its open MQTT connection and REST keep-alive connection within two seconds."""
+    creds = _thing_creds(cloud, f"live-{cloud.broker}", tmp_path)
+    device = PahoDevice(cloud, creds)
+    device.client.reconnect_delay_set(0.1, 0.2)  # comes straight back if it still can
+    assert device.connect()[0] == 0
+    rest = http.client.HTTPSConnection(
+        "localhost", cloud.rest_port, context=tls_context(cloud, creds), timeout=5
+    )
+    try:
+        rest.request("GET", f"/things/{creds.name}/shadow")
+        assert rest.getresponse().read()  # a keep-alive connection, open
+        with cloud.service.home.registry() as registry:
+            (record,) = registry.certificates(creds.name)
+            registry.revoke(record.certificate_id)
+        revoked_at = time.monotonic()
+        assert device.disconnected.get(timeout=2.5) is not None
+        assert rest.sock is not None
+        rest.sock.settimeout(2.5)
+        try:
+            closed = rest.sock.recv(1) == b""
+        except (ConnectionError, ssl.SSLError):
+            closed = True
+        assert closed
+        assert time.monotonic() - revoked_at < 2.5
+        time.sleep(0.5)
+        assert not device.client.is_connected()  # and it cannot come back
+    finally:
+        rest.close()
+        device.close()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jumpstart.cloud.endpoints import REST_PORT
+from jumpstart.cloud.endpoints import REST_PORT, Shard
 from jumpstart.cloud.home import DEFAULT_ENDPOINT, CloudHome
 from jumpstart.cloud.jobs.model import ALL_THINGS_GROUP, group_arn, thing_arn
 from jumpstart.cloud.registry import Registry, Role
@@ -80,6 +80,27 @@ def operator_credentials(home: CloudHome) -> tuple[Path, Path]:
     return cert, key
 
 
+ENGINES = "jumpstart-engines"
+
+
+def engine_principal(shard: Shard) -> str:
+    """The engines' identity on an external broker, one per shard. mosquitto makes a
+    client's certificate name its client id, so each instance needs a name of its own."""
+    return ENGINES if shard.count == 1 else f"{ENGINES}-{shard.index}of{shard.count}"
+
+
+def engine_credentials(home: CloudHome, shard: Shard) -> tuple[Path, Path]:
+    """The admin certificate of ``shard``'s engines, made on first use together with those
+    of its sibling shards, so a broker configured from the registry knows them all."""
+    wanted = [engine_principal(Shard(i, shard.count)) for i in range(shard.count)]
+    for name in wanted:
+        folder = home.path / name
+        if not (folder / "device.cert").exists():
+            client_create(home, name, Role.ADMIN, folder)
+    folder = home.path / engine_principal(shard)
+    return folder / "device.cert", folder / "device.key"
+
+
 def curl_line(thing: str, port: int = REST_PORT, cert_dir: str = "cloud_cfg") -> str:
     """The guide's read command, pointed at the local endpoint."""
     return (
@@ -94,10 +115,10 @@ class RestResponse:
     document: dict[str, Any]
 
 
-def operator_context(home: CloudHome) -> ssl.SSLContext:
+def operator_context(home: CloudHome, shard: Shard | None = None) -> ssl.SSLContext:
     """A client TLS context that trusts the cloud's CA and presents the operator certificate
-    (the CLI's REST calls, the engines on an external broker)."""
-    cert, key = operator_credentials(home)
+    (the CLI's REST calls), or with ``shard`` the engines' certificate (external broker)."""
+    cert, key = operator_credentials(home) if shard is None else engine_credentials(home, shard)
     context = ssl.create_default_context(cafile=str(home.ca_pem))
     context.load_cert_chain(str(cert), str(key))
     return context

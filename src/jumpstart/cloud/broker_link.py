@@ -78,15 +78,14 @@ class BrokerLink:
         context: ssl.SSLContext,
         handlers: Sequence[RequestHandler],
         shard: Shard | None = None,
+        client_id: str = LINK_CLIENT_ID,
     ) -> None:
         self.address = address
         self.context = context
         self.handlers = list(handlers)
         self.shard = shard or Shard()
-        # One persistent session per shard: a restarted instance finds its own queue.
-        client_id = LINK_CLIENT_ID
-        if self.shard.count > 1:
-            client_id += f"-{self.shard.index}of{self.shard.count}"
+        # One persistent session per shard (its own client id): a restarted instance finds
+        # its own queue.
         self.client = MqttClient(client_id, keep_alive=KEEP_ALIVE_S, clean_start=False)
         self.client.subscribe([(f, 1) for f in REQUEST_FILTERS])
         self.connected = asyncio.Event()

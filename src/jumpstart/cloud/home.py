@@ -16,16 +16,12 @@ from pathlib import Path
 
 from jumpstart.cloud.pki import CertificateAuthority
 from jumpstart.cloud.registry import Registry
+from jumpstart.statefiles import folder_lock, write_new
 
 __all__ = ["DEFAULT_ENDPOINT", "CloudHome", "default_home"]
 
 DEFAULT_ENDPOINT = "localhost"
 SERVER_NAMES = ["localhost", "127.0.0.1", "::1"]
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    os.chmod(path, 0o600)
 
 
 @dataclass(frozen=True)
@@ -65,18 +61,27 @@ class CloudHome:
         return self.path / "retained.db"
 
     def ensure(self) -> CertificateAuthority:
-        """Create the folder, the CA and the server certificate on first use."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        if not self.ca_pem.exists():
-            ca = CertificateAuthority.create()
-            _write_private(self.ca_key, ca.key_pem())
-            self.ca_pem.write_bytes(ca.cert_pem())
-        ca = CertificateAuthority.from_pem(self.ca_key.read_bytes(), self.ca_pem.read_bytes())
-        if not self.server_pem.exists():
-            server = ca.issue_server(SERVER_NAMES)
-            _write_private(self.server_key, server.key_pem)
-            self.server_pem.write_bytes(server.cert_pem + ca.cert_pem())
-        return ca
+        """Create the folder, the CA, the server certificate and the registry on first use:
+        once, whichever process comes first (statefiles)."""
+        if self.server_pem.exists() and self.registry_path.exists():
+            return self._load_ca()
+        with folder_lock(self.path):
+            if not self.ca_pem.exists():
+                ca = CertificateAuthority.create()
+                # The key first: ca.pem is what others test for, so it appears last.
+                write_new(self.ca_key, ca.key_pem(), 0o600)
+                write_new(self.ca_pem, ca.cert_pem())
+            ca = self._load_ca()
+            if not self.server_pem.exists():
+                server = ca.issue_server(SERVER_NAMES)
+                write_new(self.server_key, server.key_pem, 0o600)
+                write_new(self.server_pem, server.cert_pem + ca.cert_pem())
+            if not self.registry_path.exists():
+                Registry(self.registry_path, ca).close()  # its schema, once
+            return ca
+
+    def _load_ca(self) -> CertificateAuthority:
+        return CertificateAuthority.from_pem(self.ca_key.read_bytes(), self.ca_pem.read_bytes())
 
     def registry(self) -> Registry:
         return Registry(self.registry_path, self.ensure())

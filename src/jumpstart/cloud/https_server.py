@@ -1,8 +1,12 @@
 """The asyncio side shared by the cloud's HTTPS servers (REST API, firmware hosting).
 
 A subclass implements ``handle(reader, writer)`` for one connection, usually an h11 loop built
-on :func:`receive_request`; this class tracks connections so ``close()`` ends them, and treats a
-peer that breaks the protocol or goes away as the end of that connection, never as an error.
+on :func:`receive_request`; this class tracks connections so ``close()`` ends them. Every
+refusal is answered: a request the handler refuses before it can answer in turn
+(``HttpRefusalError``, e.g. a body over the limit) and a peer that breaks HTTP (no Host, a
+bad or duplicate Content-Length: h11's ``RemoteProtocolError``) get a response with its
+status and ``Connection: close``; only a peer that goes away or breaks TLS is closed without
+one.
 """
 
 from __future__ import annotations
@@ -11,18 +15,35 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
+from http import HTTPStatus
 
 import h11
 
-__all__ = ["HttpsServer", "receive_request"]
+__all__ = ["HttpRefusalError", "HttpsServer", "receive_request"]
 
 READ_CHUNK = 64 * 1024
 IDLE_TIMEOUT_S = 60.0
 
 
+class HttpRefusalError(Exception):
+    """A request refused with ``status``; raised where the answer cannot be sent in turn."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 class HttpsServer:
     quiet_errors: tuple[type[BaseException], ...] = (
-        h11.ProtocolError,
+        h11.LocalProtocolError,
         ConnectionError,
         TimeoutError,
         ssl.SSLError,
@@ -57,6 +78,10 @@ class HttpsServer:
         self._tasks.add(task)
         try:
             await self.handle(reader, writer)
+        except HttpRefusalError as refusal:
+            await self._refuse(writer, refusal.status, refusal)
+        except h11.RemoteProtocolError as broken:
+            await self._refuse(writer, broken.error_status_hint, HttpRefusalError(400, str(broken)))
         except self.quiet_errors:
             return
         except asyncio.CancelledError:
@@ -66,6 +91,22 @@ class HttpsServer:
         finally:
             self._tasks.discard(task)
             writer.close()
+
+    def refusal_body(self, refusal: HttpRefusalError) -> tuple[list[tuple[str, str]], bytes]:
+        """Extra headers and the body of a refusal (plain text here; JSON for the API)."""
+        return [("Content-Type", "text/plain")], refusal.message.encode() + b"\n"
+
+    async def _refuse(
+        self, writer: asyncio.StreamWriter, status: int, why: HttpRefusalError
+    ) -> None:
+        """Answer outside h11's state machine: the connection ends after it anyway."""
+        headers, body = self.refusal_body(why)
+        lines = [f"HTTP/1.1 {status} {_reason(status)}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+        with contextlib.suppress(*self.quiet_errors):
+            writer.write("\r\n".join(lines).encode("latin-1") + body)
+            await writer.drain()
 
 
 async def receive_request(

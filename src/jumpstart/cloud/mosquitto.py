@@ -18,6 +18,8 @@ import os
 import shutil
 import signal
 import socket
+import ssl
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +28,16 @@ from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import CertStatus, Registry, Role
 from jumpstart.cloud.topics import REQUEST_FILTERS
 from jumpstart.errors import InputError
+from jumpstart.formats.mqtt import Connect, Disconnect, ProtocolVersion, encode_packet
 
 __all__ = ["Mosquitto", "MosquittoError", "acl_text", "config_text", "find_mosquitto"]
 
 # Debian installs the broker outside a normal user's PATH.
 MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 START_TIMEOUT_S = 10.0
+# Revocation: the pause between the CRL reload and the take-over, and its bound.
+TAKEOVER_DELAY_S = 0.2
+TAKEOVER_TIMEOUT_S = 5.0
 # How often the registry is checked for new clients and revocations while mosquitto runs.
 REGISTRY_POLL_S = 2.0
 
@@ -101,6 +107,10 @@ def config_text(home: CloudHome, folder: Path, host: str, port: int) -> str:
         "tls_version tlsv1.2",
         "require_certificate true",
         "use_identity_as_username true",
+        # The client id is the certificate's name, whatever the client sent: as AWS's thing
+        # policy (client/${iot:Connection.Thing.ThingName}), nobody takes over or resumes
+        # another identity's session (mosquitto has no per-user client id rule to match).
+        "use_username_as_clientid true",
         f"acl_file {folder / 'acl'}",
         # Without it every request -> reply pays a 40 ms delayed ACK (spec/cloud.md 5.4, 6).
         "set_tcp_nodelay true",
@@ -157,6 +167,7 @@ class Mosquitto:
         self.process: asyncio.subprocess.Process | None = None
         self._view: _RegistryView | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._kicks: set[asyncio.Task[None]] = set()
 
     def write_files(self) -> None:
         """Write the configuration, ACL and CRL."""
@@ -219,6 +230,49 @@ class Mosquitto:
         changed = self._write_registry_files()
         if changed and self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGHUP)
+
+    def disconnect(self, names: set[str]) -> None:
+        """End the live connections of ``names`` (whose certificates were just revoked).
+
+        mosquitto keeps connections open across a CRL reload, and has no command to drop a
+        client. Its client ids are the certificates' names, so a connection under the same
+        name takes the session over and mosquitto closes the old one; the CRL, reloaded
+        first, refuses the revoked certificate's reconnection."""
+        self.reload()
+        task = asyncio.get_running_loop().create_task(self._take_over(sorted(names)))
+        self._kicks.add(task)
+        task.add_done_callback(self._kicks.discard)
+
+    async def _take_over(self, names: list[str]) -> None:
+        await asyncio.sleep(TAKEOVER_DELAY_S)  # mosquitto handles SIGHUP in its main loop
+        folder = Path(tempfile.mkdtemp(dir=self.folder))
+        try:
+            for name in names:
+                issued = self.registry.ca.issue_client(name)  # one-off, not registered
+                cert, key = folder / "c.pem", folder / "k.pem"
+                cert.write_bytes(issued.cert_pem)
+                key.write_bytes(issued.key_pem)
+                context = ssl.create_default_context(cafile=str(self.home.ca_pem))
+                context.load_cert_chain(str(cert), str(key))
+                with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                    await asyncio.wait_for(self._connect_once(context), TAKEOVER_TIMEOUT_S)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    async def _connect_once(self, context: ssl.SSLContext) -> None:
+        reader, writer = await asyncio.open_connection(
+            self.host, self.port, ssl=context, server_hostname="localhost"
+        )
+        try:
+            # A clean session, so the revoked identity's persistent session goes too.
+            v311 = ProtocolVersion.MQTT311
+            hello = Connect(client_id="revoked", clean_start=True, keep_alive=0)
+            writer.write(encode_packet(hello, v311))
+            await reader.readexactly(4)  # CONNACK
+            writer.write(encode_packet(Disconnect(), v311))
+            await writer.drain()
+        finally:
+            writer.close()
 
     async def _watch_registry(self) -> None:
         while True:

@@ -21,14 +21,24 @@ __all__ = ["Principal"]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated peer: the certificate's common name and its role."""
+    """An authenticated peer: the certificate's common name, its role, and the certificate
+    (its id, so that revoking it ends the connections it opened)."""
 
     name: str
     role: Role
+    certificate_id: str = ""
 
-    def may_connect_as(self, client_id: str) -> bool:
-        """Devices use their thing name as client id (or ``{thing}-suffix``), so no device
-        can take over another's session."""
+    def may_connect_as(self, client_id: str, owner: str | None) -> bool:
+        """Whether this principal may connect with ``client_id``.
+
+        ``owner`` is the identity that ``client_id`` names when it is a registered thing or
+        principal, else None. As AWS's thing policy ``iot:Connect`` on
+        ``client/${iot:Connection.Thing.ThingName}``: a device connects as its thing name, or
+        ``{thing}-suffix`` for a second connection; nobody connects under a name that belongs
+        to another identity. Sessions are also keyed by identity (``Session.key``), so a free
+        client id used by two identities never shares a session."""
+        if owner is not None and owner != self.name:
+            return False
         if self.role is not Role.DEVICE:
             return True
         return client_id == self.name or client_id.startswith(self.name + "-")

@@ -126,6 +126,18 @@ class Registry:
                 (CertStatus.REVOKED.value, name, Role.DEVICE.value),
             )
 
+    def owner_of(self, name: str) -> str | None:
+        """The identity ``name`` belongs to: a registered thing or a principal holding a
+        certificate (one namespace: a name has one role), else None."""
+        if not name:
+            return None
+        row = self._db.execute(
+            "SELECT 1 FROM things WHERE name=? UNION ALL"
+            " SELECT 1 FROM certificates WHERE principal=? LIMIT 1",
+            (name, name),
+        ).fetchone()
+        return name if row else None
+
     # certificates ------------------------------------------------------------------------
 
     def issue(self, principal: str, role: Role) -> IssuedCertificate:
@@ -185,6 +197,13 @@ class Registry:
         )
         if cursor.rowcount == 0:
             raise InputError(f"no certificate with id {certificate_id}")
+
+    def revoked_ids(self) -> set[str]:
+        """The ids of every revoked certificate."""
+        rows = self._db.execute(
+            "SELECT id FROM certificates WHERE status=?", (CertStatus.REVOKED.value,)
+        ).fetchall()
+        return {row[0] for row in rows}
 
     def crl_pem(self) -> bytes:
         revoked = [

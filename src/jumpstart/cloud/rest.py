@@ -25,7 +25,6 @@ Content-Type is ignored (the guide's ``curl -d`` sends form encoding). Errors ca
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -34,7 +33,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 
-from jumpstart.cloud.https_server import HttpsServer, receive_request
+from jumpstart.cloud import json_input
+from jumpstart.cloud.https_server import HttpRefusalError, HttpsServer, receive_request
 from jumpstart.cloud.jobs.model import (
     ALL_THINGS_GROUP,
     Job,
@@ -84,11 +84,9 @@ _JOBS_ERRORS = {
 }
 
 
-class _HttpError(Exception):
+class _HttpError(HttpRefusalError):
     def __init__(self, status: int, message: str, error_type: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
         self.error_type = error_type or ERROR_TYPES.get(status, "Exception")
 
 
@@ -101,28 +99,58 @@ def _check_body_size(length: int) -> None:
 
 
 class RestServer(HttpsServer):
-    quiet_errors = (*HttpsServer.quiet_errors, _HttpError)
-
     def __init__(self, cloud: CloudService) -> None:
         home = cloud.home
         super().__init__(server_context(home.server_pem, home.server_key, home.ca_pem))
         self.cloud = cloud
+        # Open connections and the certificate each was opened with.
+        self._certificates: dict[asyncio.Task[Any], str] = {}
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         ssl_object = writer.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
         principal = self.cloud.authenticate(der) if der else None
+        task = asyncio.current_task()
+        if principal is not None and task is not None:
+            self._certificates[task] = principal.certificate_id
+        try:
+            await self._serve_requests(reader, writer, der)
+        finally:
+            if task is not None:
+                self._certificates.pop(task, None)
+
+    def refusal_body(self, refusal: HttpRefusalError) -> tuple[list[tuple[str, str]], bytes]:
+        """AWS's error document and ``x-amzn-ErrorType``, as for any other error."""
+        error_type = getattr(refusal, "error_type", None) or ERROR_TYPES.get(refusal.status)
+        doc = {"code": refusal.status, "message": refusal.message, "timestamp": int(time.time())}
+        headers = [("Content-Type", "application/json")]
+        if error_type:
+            headers.append(("x-amzn-ErrorType", error_type))
+        return headers, json_input.encode(doc)
+
+    def drop_revoked(self, revoked: set[str]) -> int:
+        """End the keep-alive connections opened with a revoked certificate; how many."""
+        doomed = [task for task, cert in self._certificates.items() if cert in revoked]
+        for task in doomed:
+            task.cancel()
+        return len(doomed)
+
+    async def _serve_requests(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, der: bytes | None
+    ) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
         while True:
             request, body = await receive_request(conn, reader, _check_body_size)
             if request is None:
                 return
+            # Checked on every request: a certificate revoked since the handshake is refused.
+            principal = self.cloud.authenticate(der) if der else None
             status, doc, error_type = self.respond(principal, request, body)
             headers = [("Content-Type", "application/json")]
             if error_type:
                 headers.append(("x-amzn-ErrorType", error_type))
             headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
-            payload = json.dumps(doc, separators=(",", ":")).encode()
+            payload = json_input.encode(doc)
             headers.append(("Content-Length", str(len(payload))))
             writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
             writer.write(conn.send(h11.Data(data=payload)))
@@ -264,8 +292,8 @@ class RestServer(HttpsServer):
 
     def _create_job(self, job_id: str, body: bytes) -> Response:
         try:
-            request = json.loads(body)
-        except ValueError:
+            request = json_input.parse(body)
+        except json_input.JsonInputError:
             raise _HttpError(400, "The request body is not JSON") from None
         if not isinstance(request, dict):
             raise _HttpError(400, "The request body must be a JSON object")

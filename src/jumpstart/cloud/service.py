@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from jumpstart.cloud.admin import operator_context
+from jumpstart.cloud.admin import engine_principal, operator_context
 from jumpstart.cloud.broker_link import BrokerAddress, BrokerLink
 from jumpstart.cloud.bus import MessageBus
 from jumpstart.cloud.endpoints import (
@@ -49,6 +49,9 @@ __all__ = ["CloudConfig", "CloudService", "open_stores"]
 
 # Step timeouts are in minutes; a sweep every few seconds is precise enough.
 JOB_SWEEP_S = 5.0
+# How often the registry is read for revoked certificates, whose live connections then end:
+# within two seconds of `cloud cert revoke`, from any process.
+REVOCATION_SWEEP_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,12 @@ class CloudService:
             self.bus = self.link = self._broker_link()
         else:
             self.retained = SqliteRetainedStore(home.retained_path)
-            self.broker = Broker(self.handlers, self.config.limits, retained_store=self.retained)
+            self.broker = Broker(
+                self.handlers,
+                self.config.limits,
+                retained_store=self.retained,
+                owner_of=self.registry.owner_of,
+            )
             context = server_context(home.server_pem, home.server_key, home.ca_pem)
             self.gateway = GatewayServer(self.broker, context, self.authenticate)
             self.bus = self.broker
@@ -120,13 +128,14 @@ class CloudService:
         self.firmware = FirmwareServer(home)
         self.firmware_port = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._revocations: asyncio.Task[None] | None = None
 
     def authenticate(self, der: bytes) -> Principal | None:
         """The principal of an active certificate issued by this cloud, else None."""
         record = self.registry.certificate(certificate_id(der))
         if record is None or record.status is not CertStatus.ACTIVE:
             return None
-        return Principal(record.principal, record.role)
+        return Principal(record.principal, record.role, record.certificate_id)
 
     def _broker_link(self) -> BrokerLink:
         mode, config = self.config.broker, self.config
@@ -135,7 +144,14 @@ class CloudService:
             address = BrokerAddress(config.host, self.mosquitto.port)
         else:
             address = BrokerAddress(mode.host, mode.port)
-        return BrokerLink(address, operator_context(self.home), self.handlers, self.config.shard)
+        shard = self.config.shard
+        return BrokerLink(
+            address,
+            operator_context(self.home, shard),
+            self.handlers,
+            shard,
+            client_id=engine_principal(shard),
+        )
 
     async def start(self) -> None:
         if self.gateway is not None:
@@ -153,12 +169,35 @@ class CloudService:
         self.rest_port = await self.rest.start(self.config.host, self.config.rest_port)
         self.firmware_port = await self.firmware.start(self.config.host, self.config.firmware_port)
         self._sweeper = asyncio.create_task(self._sweep_job_timeouts())
+        self._revocations = asyncio.create_task(self._sweep_revocations())
 
     async def _sweep_job_timeouts(self) -> None:
         while True:
             await asyncio.sleep(JOB_SWEEP_S)
             for message in self.jobs.expire_timeouts():
                 self.bus.publish(message.topic, message.payload)
+
+    async def _sweep_revocations(self) -> None:
+        known = self.registry.revoked_ids()  # revoked before we started: refused at connect
+        while True:
+            await asyncio.sleep(REVOCATION_SWEEP_S)
+            revoked = self.registry.revoked_ids()
+            self.drop_revoked(revoked, revoked - known)
+            known = revoked
+
+    def drop_revoked(self, revoked: set[str], newly: set[str]) -> None:
+        """End the live connections of revoked certificates: the gateway's and REST's are
+        ours to close; mosquitto's are taken over under the certificate's name."""
+        if self.broker is not None:
+            self.broker.drop_revoked(revoked)
+        self.rest.drop_revoked(revoked)
+        if self.mosquitto is not None and newly:
+            names = set()
+            for certificate_id in newly:
+                record = self.registry.certificate(certificate_id)
+                if record is not None:
+                    names.add(record.principal)
+            self.mosquitto.disconnect(names)
 
     async def _close_broker(self) -> None:
         if self.gateway is not None:
@@ -169,8 +208,9 @@ class CloudService:
             await self.mosquitto.close()
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._revocations):
+            if task is not None:
+                task.cancel()
         await self.rest.close()
         await self.firmware.close()
         await self._close_broker()

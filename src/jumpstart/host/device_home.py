@@ -24,6 +24,7 @@ from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
 from jumpstart.idf.efuse import VirtualEfuse, format_mac, random_mac
 from jumpstart.idf.flash import FileFlash
+from jumpstart.statefiles import folder_lock
 
 __all__ = ["DeviceFolder", "JumpstartHome"]
 
@@ -108,10 +109,17 @@ class JumpstartHome:
             raise InputError(
                 f"device name {name!r}: use letters, digits, '_', '-', '.' (up to 63 characters)"
             )
+        table = PartitionTable.from_csv(OUTLET_PARTITIONS_CSV, flash_size=flash_size)
+        # One creator at a time: the name and the MAC are checked and taken together.
+        with folder_lock(self.devices_path):
+            return self._create_device(name, table, flash_size, mac)
+
+    def _create_device(
+        self, name: str, table: PartitionTable, flash_size: int, mac: bytes | None
+    ) -> DeviceFolder:
         folder = DeviceFolder(name, self.devices_path / name)
         if folder.path.exists():
             raise InputError(f"device {name!r} already exists in {folder.path}")
-        table = PartitionTable.from_csv(OUTLET_PARTITIONS_CSV, flash_size=flash_size)
         used = {self.device(n).efuse().mac for n in self.device_names()}
         if mac is not None and mac in used:
             raise InputError(f"MAC {format_mac(mac)} is already used by another device")

@@ -36,7 +36,8 @@ class BrokerLimits:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A handler's output: routed to subscribers, or sent to ``to_client`` only."""
+    """A handler's output: routed to subscribers, or sent to the session ``to_client`` (a
+    session key) only."""
 
     topic: str
     payload: bytes
@@ -47,10 +48,10 @@ class RequestHandler(Protocol):
     def accepts(self, topic: str) -> bool: ...
 
     def handle(
-        self, topic: str, payload: bytes, principal: Principal, client_id: str
+        self, topic: str, payload: bytes, principal: Principal, requester: str
     ) -> Sequence[Delivery]: ...
 
-    def throttled(self, topic: str, payload: bytes, client_id: str) -> Sequence[Delivery]:
+    def throttled(self, topic: str, payload: bytes, requester: str) -> Sequence[Delivery]:
         """The reply to a request over the in-flight limit."""
 
 
@@ -66,8 +67,11 @@ class Broker:
         limits: BrokerLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
         retained_store: RetainedStore | None = None,
+        owner_of: Callable[[str], str | None] = lambda _name: None,
     ) -> None:
         self.handlers = list(handlers)
+        # The identity a client id belongs to when it names a registered thing or principal.
+        self.owner_of = owner_of
         self.limits = limits or BrokerLimits()
         self.clock = clock
         self.sessions: dict[str, Session] = {}
@@ -83,11 +87,17 @@ class Broker:
     # sessions ----------------------------------------------------------------------------
 
     def attach(
-        self, connection: ClientConnection, client_id: str, clean: bool, expiry_s: int
+        self,
+        connection: ClientConnection,
+        client_id: str,
+        clean: bool,
+        expiry_s: int,
+        key: str | None = None,
     ) -> tuple[Session, bool]:
-        """The session for ``client_id`` (taking it over from an older connection) and
-        whether it was present."""
-        session = self.sessions.get(client_id)
+        """The session ``key`` (default: ``client_id``), taken over from an older connection,
+        and whether it was present."""
+        key = client_id if key is None else key
+        session = self.sessions.get(key)
         if session is not None and session.connection is not None:
             session.connection.taken_over()
         if session is not None and (clean or session.expired(self.clock())):
@@ -95,8 +105,8 @@ class Broker:
             session = None
         present = session is not None
         if session is None:
-            session = Session(client_id, expiry_s)
-            self.sessions[client_id] = session
+            session = Session(client_id, expiry_s, key)
+            self.sessions[key] = session
         session.expiry_s = expiry_s
         session.connection = connection
         session.disconnected_at = None
@@ -110,8 +120,8 @@ class Broker:
 
     def discard(self, session: Session) -> None:
         self.index.remove_session(session)
-        if self.sessions.get(session.client_id) is session:
-            del self.sessions[session.client_id]
+        if self.sessions.get(session.key) is session:
+            del self.sessions[session.key]
 
     def expire_sessions(self) -> int:
         now = self.clock()
@@ -139,10 +149,10 @@ class Broker:
             if options is None or (options.no_local and session is origin):
                 continue
             granted = min(qos, options.qos)
-            previous = reached.get(session.client_id)
+            previous = reached.get(session.key)
             ids = options.subscription_id
             if previous is None or granted > previous[1]:
-                reached[session.client_id] = (
+                reached[session.key] = (
                     session,
                     granted,
                     ids,
@@ -171,10 +181,10 @@ class Broker:
         elif message.qos > 0:
             session.queue.append(message)
 
-    def deliver_to(self, client_id: str, topic: str, payload: bytes) -> None:
-        """Send to one client whether or not it subscribed (AWS's jobs replies), at the QoS
-        of its best matching subscription (0 without one)."""
-        session = self.sessions.get(client_id)
+    def deliver_to(self, requester: str, topic: str, payload: bytes) -> None:
+        """Send to one session (its key) whether or not it subscribed (AWS's jobs replies),
+        at the QoS of its best matching subscription (0 without one)."""
+        session = self.sessions.get(requester)
         if session is None or session.connection is None:
             return
         qos = 0
@@ -206,6 +216,17 @@ class Broker:
 
     def handler_for(self, topic: str) -> RequestHandler | None:
         return find_handler(self.handlers, topic)
+
+    def drop_revoked(self, revoked: set[str]) -> int:
+        """Close every connection opened with a certificate in ``revoked``; how many."""
+        doomed = [
+            c
+            for c in self.connections
+            if c.principal is not None and c.principal.certificate_id in revoked
+        ]
+        for connection in doomed:
+            connection.revoke()
+        return len(doomed)
 
     def check_keep_alive(self) -> None:
         now = self.clock()

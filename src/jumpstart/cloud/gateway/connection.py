@@ -25,6 +25,7 @@ from jumpstart.cloud.gateway.session import (
     Outgoing,
     Session,
     SubscriptionOptions,
+    session_key,
 )
 from jumpstart.cloud.policy import Principal
 from jumpstart.formats.mqtt import (
@@ -132,10 +133,15 @@ class ClientConnection:
             if self.state is State.CLOSED or self.principal is None:
                 return
             if count >= limit:
-                deliveries = handler.throttled(topic, payload, self.client_id)
+                deliveries = handler.throttled(topic, payload, self._requester)
             else:
-                deliveries = handler.handle(topic, payload, self.principal, self.client_id)
+                deliveries = handler.handle(topic, payload, self.principal, self._requester)
             self.broker.dispatch(deliveries)
+
+    @property
+    def _requester(self) -> str:
+        """Where replies meant for this client go (its session's key)."""
+        return self.session.key if self.session is not None else ""
 
     def connection_lost(self) -> None:
         """The transport closed; a will is published unless DISCONNECT came first."""
@@ -148,6 +154,10 @@ class ClientConnection:
             self._close(publish_will=False)  # no CONNECT within 30 s
         elif self.keep_alive_s and now - self.last_seen > KEEP_ALIVE_GRACE * self.keep_alive_s:
             self._fail(ReasonCode.KEEP_ALIVE_TIMEOUT)
+
+    def revoke(self) -> None:
+        """The certificate was revoked: end the connection (MQTT 5: with the reason)."""
+        self._fail(ReasonCode.NOT_AUTHORIZED)
 
     def taken_over(self) -> None:
         """Another connection claimed this client id (AWS drops the older one)."""
@@ -238,7 +248,9 @@ class ClientConnection:
         self.version = packet.protocol_version
         v5 = self._v5
         principal = self.principal
-        if principal is None or not principal.may_connect_as(packet.client_id or "x"):
+        if principal is None or not principal.may_connect_as(
+            packet.client_id or principal.name, self.broker.owner_of(packet.client_id)
+        ):
             code = ReasonCode.NOT_AUTHORIZED if v5 else ConnackReturnCode.NOT_AUTHORIZED
             self._send(ConnAck(False, code))
             self._close(publish_will=False)
@@ -260,7 +272,9 @@ class ClientConnection:
         self.client_id = client_id
         self.keep_alive_s = packet.keep_alive
         self.will = packet.will
-        session, present = self.broker.attach(self, client_id, packet.clean_start, expiry)
+        session, present = self.broker.attach(
+            self, client_id, packet.clean_start, expiry, session_key(principal.name, client_id)
+        )
         self.session = session
         self.state = State.CONNECTED
         properties: dict[PropertyId, object] = {}

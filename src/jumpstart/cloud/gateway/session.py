@@ -18,7 +18,14 @@ from jumpstart.formats.mqtt.packets import NO_PROPERTIES
 if TYPE_CHECKING:
     from jumpstart.cloud.gateway.connection import ClientConnection
 
-__all__ = ["MAX_QUEUED", "Outgoing", "Session", "SubscriptionIndex", "SubscriptionOptions"]
+__all__ = [
+    "MAX_QUEUED",
+    "Outgoing",
+    "Session",
+    "SubscriptionIndex",
+    "SubscriptionOptions",
+    "session_key",
+]
 
 # Messages kept for an offline persistent session; beyond this the oldest go first.
 MAX_QUEUED = 1000
@@ -45,6 +52,12 @@ class Outgoing:
     properties: Properties = field(default_factory=lambda: NO_PROPERTIES)
 
 
+def session_key(identity: str, client_id: str) -> str:
+    """Sessions belong to an identity and a client id: one identity never resumes or takes
+    over another's session, whatever client id it sends. Principal names have no ``/``."""
+    return f"{identity}/{client_id}"
+
+
 class Session:
     __slots__ = (
         "client_id",
@@ -52,13 +65,15 @@ class Session:
         "disconnected_at",
         "expiry_s",
         "inflight",
+        "key",
         "next_packet_id",
         "queue",
         "subscriptions",
     )
 
-    def __init__(self, client_id: str, expiry_s: int) -> None:
+    def __init__(self, client_id: str, expiry_s: int, key: str | None = None) -> None:
         self.client_id = client_id
+        self.key = key if key is not None else client_id
         self.expiry_s = expiry_s
         self.subscriptions: dict[str, SubscriptionOptions] = {}
         self.queue: deque[Outgoing] = deque(maxlen=MAX_QUEUED)
@@ -94,13 +109,13 @@ class SubscriptionIndex:
 
     def add(self, topic_filter: str, session: Session) -> None:
         table = self._wild if "+" in topic_filter or "#" in topic_filter else self._exact
-        table.setdefault(topic_filter, {})[session.client_id] = session
+        table.setdefault(topic_filter, {})[session.key] = session
 
     def remove(self, topic_filter: str, session: Session) -> None:
         table = self._wild if "+" in topic_filter or "#" in topic_filter else self._exact
         subscribers = table.get(topic_filter)
         if subscribers is not None:
-            subscribers.pop(session.client_id, None)
+            subscribers.pop(session.key, None)
             if not subscribers:
                 del table[topic_filter]
 

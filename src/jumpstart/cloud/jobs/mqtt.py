@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 
+from jumpstart.cloud import json_input
 from jumpstart.cloud.gateway.broker import Delivery
 from jumpstart.cloud.jobs.model import JobsError, JobsErrorCode
 from jumpstart.cloud.jobs.service import JobsService
@@ -23,22 +23,22 @@ class JobsRequests:
         return parse_jobs_topic(topic) is not None
 
     def handle(
-        self, topic: str, payload: bytes, principal: Principal, client_id: str
+        self, topic: str, payload: bytes, principal: Principal, requester: str
     ) -> Sequence[Delivery]:
         request = parse_jobs_topic(topic)
         assert request is not None
         result = self.service.handle(request, payload)
-        reply = Delivery(result.reply.topic, result.reply.payload, to_client=client_id)
+        reply = Delivery(result.reply.topic, result.reply.payload, to_client=requester)
         return [reply, *(Delivery(m.topic, m.payload) for m in result.notifications)]
 
-    def throttled(self, topic: str, payload: bytes, client_id: str) -> Sequence[Delivery]:
+    def throttled(self, topic: str, payload: bytes, requester: str) -> Sequence[Delivery]:
         token = None
         try:
-            body = json.loads(payload)
+            body = json_input.parse(payload)
             if isinstance(body, dict) and isinstance(body.get("clientToken"), str):
                 token = body["clientToken"]
-        except ValueError:
+        except json_input.JsonInputError:
             pass
         error = JobsError(JobsErrorCode.REQUEST_THROTTLED, "Rate exceeded", token)
         doc = error.document(int(time.time()))
-        return [Delivery(f"{topic}/rejected", json.dumps(doc).encode(), to_client=client_id)]
+        return [Delivery(f"{topic}/rejected", json_input.encode(doc), to_client=requester)]

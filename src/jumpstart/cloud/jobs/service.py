@@ -8,12 +8,12 @@ replies "without passing through the message broker", spec/cloud.md 3) and the `
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from jumpstart.cloud import json_input
 from jumpstart.cloud.jobs.model import (
     DEVICE_SETTABLE,
     JOB_ID,
@@ -46,7 +46,7 @@ def jobs_prefix(thing: str) -> str:
 
 
 def _encode(doc: dict[str, Json]) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return json_input.encode(doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +64,8 @@ class _Request:
 def _parse(payload: bytes) -> _Request:
     token = None
     try:
-        body = json.loads(payload) if payload.strip() else {}
-    except (ValueError, UnicodeDecodeError):
+        body = json_input.parse(payload) if payload.strip() else {}
+    except json_input.JsonInputError:
         raise JobsError(JobsErrorCode.INVALID_JSON, "Request payload is not valid JSON") from None
     if not isinstance(body, dict):
         raise JobsError(JobsErrorCode.INVALID_JSON, "Request payload must be a JSON object")
@@ -357,8 +357,8 @@ class JobsService:
         if len(document.encode()) > MAX_JOB_DOCUMENT:
             raise JobsError(JobsErrorCode.INVALID_REQUEST, "The job document exceeds 32 KB")
         try:
-            parsed = json.loads(document)
-        except ValueError:
+            parsed = json_input.parse(document)
+        except json_input.JsonInputError:
             raise JobsError(JobsErrorCode.INVALID_JSON, "The job document is not JSON") from None
         if not isinstance(parsed, dict):
             raise JobsError(JobsErrorCode.INVALID_JSON, "The job document must be a JSON object")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from jumpstart.cloud import json_input
 from jumpstart.errors import InputError
 
 __all__ = [
@@ -120,6 +121,7 @@ class StoredShadow:
                 "exists": self.exists,
             },
             separators=(",", ":"),
+            allow_nan=False,
         )
 
     @classmethod
@@ -153,16 +155,12 @@ def _parse_request(payload: bytes, settings: ShadowSettings) -> dict[str, Json]:
     if not text.strip():
         return {}
     try:
-        request = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
+        request = json_input.parse(payload)
+    except json_input.JsonInputError:
         raise ShadowError(400, "Invalid JSON") from None
     if not isinstance(request, dict):
         raise ShadowError(400, "Invalid JSON")
     return request
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _client_token(request: Mapping[str, Json], settings: ShadowSettings) -> str | None:
@@ -348,7 +346,7 @@ def _apply(
 
 
 def _compact(value: Json) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def _check_tree(section: dict[str, Json], max_depth: int) -> None:

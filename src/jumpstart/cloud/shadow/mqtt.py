@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 
+from jumpstart.cloud import json_input
 from jumpstart.cloud.gateway.broker import Delivery
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.shadow.engine import ShadowError, parse_token_request
@@ -23,14 +23,14 @@ class ShadowRequests:
         return parse_shadow_topic(topic) is not None
 
     def handle(
-        self, topic: str, payload: bytes, principal: Principal, client_id: str
+        self, topic: str, payload: bytes, principal: Principal, requester: str
     ) -> Sequence[Delivery]:
         request = parse_shadow_topic(topic)
         assert request is not None
         reply = self.service.handle(request, payload)
         return [Delivery(m.topic, m.payload) for m in reply.messages]
 
-    def throttled(self, topic: str, payload: bytes, client_id: str) -> Sequence[Delivery]:
+    def throttled(self, topic: str, payload: bytes, requester: str) -> Sequence[Delivery]:
         token = parse_token_request(payload, self.service.settings)
         doc = ShadowError(429, "Too Many Requests", token).document(int(time.time()))
-        return [Delivery(f"{topic}/rejected", json.dumps(doc).encode())]
+        return [Delivery(f"{topic}/rejected", json_input.encode(doc))]

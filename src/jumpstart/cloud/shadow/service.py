@@ -7,12 +7,12 @@ a phone app's POST reaches the device as ``update/delta`` (spec/cloud.md 2.2, 2.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from jumpstart.cloud import json_input
 from jumpstart.cloud.messages import Message
 from jumpstart.cloud.shadow.engine import (
     ShadowError,
@@ -42,7 +42,7 @@ class ShadowReply:
 
 
 def _encode(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return json_input.encode(doc)
 
 
 class ShadowService:
