@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -21,7 +22,7 @@ from jumpstart.cli_cloud import cloud_app
 from jumpstart.cli_nvs import nvs_app
 from jumpstart.cli_prov import prov_app
 from jumpstart.cli_util import parse_size
-from jumpstart.cloud.endpoints import FIRMWARE_PORT, MQTT_PORT, REST_PORT
+from jumpstart.cloud.endpoints import FIRMWARE_PORT, MQTT_PORT, REST_PORT, PortError
 from jumpstart.errors import InputError, JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
 from jumpstart.host import image_tools
@@ -53,6 +54,7 @@ idf_app.command("erase-flash")(cli_device.idf_erase_flash)
 idf_app.command("monitor")(cli_device.idf_monitor)
 
 EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def _out() -> Console:
@@ -200,7 +202,10 @@ def run(
     def say(line: str) -> None:
         print(line, flush=True)
 
-    asyncio.run(run_product(config, say, say))
+    try:
+        asyncio.run(run_product(config, say, say))
+    except PortError as err:
+        raise PortError(f'{err} (make run: RUN_ARGS="{err.option} PORT")', err.option) from None
     print("stopped: cloud and outlet (state kept)", flush=True)
 
 
@@ -210,23 +215,41 @@ def version() -> None:
     print(__version__)
 
 
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError that reached the top: what failed, on which file."""
+    what = err.strerror or str(err)
+    if err.filename is not None:
+        return f"{what}: {err.filename}"
+    return what
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI in-process; returns the exit code."""
+    """Run the CLI in-process; returns the exit code.
+
+    Every way out is here: bad input and environment errors (``JumpstartError``, an
+    ``OSError`` from any command) print one ``error:`` line and exit 2; Ctrl-C exits 130.
+    """
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="jumpstart", standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of
+        # exiting: it is the process's exit code.
+        result = command.main(args=argv, prog_name="jumpstart", standalone_mode=False)
     except JumpstartError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except OSError as err:
+        print(f"error: {os_error_line(err)}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     except typer.Exit as done:
         return int(done.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        return 1
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+        result = EXIT_INTERRUPTED
     except typer.TyperException as err:  # usage errors: bad option, missing argument
         err.show()  # type: ignore[attr-defined]
         return int(getattr(err, "exit_code", EXIT_INPUT_ERROR))
-    return 0
+    if result == EXIT_INTERRUPTED:  # click returns Ctrl-C's code without a word
+        print("interrupted", file=sys.stderr)
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

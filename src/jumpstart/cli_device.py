@@ -16,6 +16,11 @@ import typer
 from jumpstart.cli_util import parse_size
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
+from jumpstart.formats.partition_table import (
+    DEFAULT_TABLE_OFFSET,
+    MAX_TABLE_LENGTH,
+    PartitionTable,
+)
 from jumpstart.host.app_build import build_app_image
 from jumpstart.host.device_control import is_running, send_command
 from jumpstart.host.device_home import PARTITION_TABLE_OFFSET, DeviceFolder, JumpstartHome
@@ -216,10 +221,17 @@ def _flash_arguments(args: list[str]) -> tuple[Path | None, list[tuple[int, Path
     return image, pairs
 
 
-def _boot_app_offset(folder: DeviceFolder, flash: FileFlash) -> int:
-    """Where idf.py flash puts the app: the factory app, else ota_0, else the first app."""
+def _boot_app_offset(
+    folder: DeviceFolder, flash: FileFlash, pairs: list[tuple[int, Path, bytes]]
+) -> int:
+    """Where idf.py flash puts the app: the factory app, else ota_0, else the first app, by
+    the partition table the flash will hold once the explicit pairs are written."""
     try:
-        table = table_of(flash)
+        new_table = [data for address, _, data in pairs if address == DEFAULT_TABLE_OFFSET]
+        if new_table:
+            table = PartitionTable.from_binary(new_table[-1][:MAX_TABLE_LENGTH])
+        else:
+            table = table_of(flash)
     except InputError as err:
         raise InputError(
             f"device {folder.name!r} has no partition table to place IMAGE ({err}); "
@@ -241,9 +253,15 @@ def idf_flash(
     """
     folder = _stopped_device(device)
     image, pairs = _flash_arguments(args or [])
+    # Everything is read and checked before anything is written. The explicit pairs go first,
+    # so that IMAGE is placed by the partition table they bring (idf.py flash's order).
+    explicit = [(address, path, read_file(path)) for address, path in pairs]
     with folder.open_flash() as flash:
-        plan = [(_boot_app_offset(folder, flash), image)] if image is not None else []
-        writes = [(address, path, read_file(path)) for address, path in [*plan, *pairs]]
+        writes = list(explicit)
+        if image is not None:
+            app = read_file(image)
+            _check_app_image(image, app)
+            writes.append((_boot_app_offset(folder, flash, explicit), image, app))
         for address, path, data in writes:
             if address % SECTOR:
                 raise InputError(
@@ -261,6 +279,18 @@ def idf_flash(
         if image is not None:
             for offset in erase_otadata(flash):
                 print(f"Erased otadata at 0x{offset:08x} (ota_data_initial.bin)")
+
+
+def _check_app_image(path: Path, data: bytes) -> None:
+    """IMAGE alone must be an app image: anything else would be written where it cannot
+    boot (esptool would write it; idf.py flash only ever writes what it built)."""
+    try:
+        AppImage.parse(data).verify()
+    except InputError as err:
+        raise InputError(
+            f"{path} is not an app image ({err}); to write other bytes give their address:"
+            f" --offset ADDR {path}"
+        ) from None
 
 
 def idf_erase_flash(device: Annotated[str, typer.Option(help="Device to erase")]) -> None:

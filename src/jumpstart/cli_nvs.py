@@ -170,6 +170,15 @@ def parse(
     if keys is not None:
         image = decrypt_image(image, nvs_tool.read_keys(keys))
     parsed = parse_image(image)
+    written = parsed.written()
+    if written and not any(p.item.is_consistent(p.index) for p in written):
+        # Encrypted entries (or ones decrypted with other keys) fail every item CRC.
+        hint = (
+            "these keys do not decrypt it (use the keys it was made with)"
+            if keys is not None
+            else "it looks encrypted: pass --keys KEYS.bin"
+        )
+        raise InputError(f"none of the {len(written)} entries of {file} checks out: {hint}")
     problems = parsed.problems() if integrity else []
     if format == "json":
         report = parsed.to_json()

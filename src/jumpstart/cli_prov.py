@@ -151,13 +151,18 @@ def prov(
 
 @prov_app.command("list")
 def prov_list() -> None:
-    """Devices offering provisioning in the radio world."""
+    """Devices offering provisioning in the radio world, with what to pass as
+    ``--service_name``: the SSID, or for Espressif's esp_prov (``--transport softap``) the
+    SoftAP's HTTP endpoint."""
     world = _world()
     found = False
     for ap in world.access_points():
         if ap.device and ap.endpoint:
             found = True
-            print(f"{ap.ssid:<32} softap  {ap.auth.value:<9} device {ap.device}")
+            print(
+                f"{ap.ssid:<32} softap  {ap.auth.value:<9} endpoint {ap.endpoint:<21}"
+                f" device {ap.device}"
+            )
     for advert in world.adverts():
         found = True
         print(f"{advert.name:<32} ble     {advert.service_uuid}  device {advert.device}")

@@ -103,3 +103,38 @@ def test_errors_leave_no_output(
     assert main(["nvs", "generate", str(path), "out.bin", size, "--outdir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_parse_of_an_encrypted_image_without_or_with_wrong_keys_fails(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path)
+    for name in ("k.bin", "other.bin"):
+        assert main(["nvs", "generate-key", "--keyfile", name, "--outdir", out]) == 0
+    key, other = str(tmp_path / "keys" / "k.bin"), str(tmp_path / "keys" / "other.bin")
+    args = ["nvs", "encrypt", str(csv_file), "enc.bin", "0x3000", "--inputkey", key]
+    assert main([*args, "--outdir", out]) == 0
+    enc = str(tmp_path / "enc.bin")
+    capsys.readouterr()
+    assert main(["nvs", "parse", enc]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("checks out: it looks encrypted: pass --keys KEYS.bin"), err
+    assert main(["nvs", "parse", enc, "--keys", other]) == 2
+    assert "these keys do not decrypt it" in capsys.readouterr().err
+    assert main(["nvs", "parse", enc, "--keys", key, "-f", "json"]) == 0
+    values = json.loads(capsys.readouterr().out)["values"]
+    assert {"namespace": "fctry", "key": "hw_rev", "value": 3} in values
+
+
+def test_parse_integrity_problem_exits_1(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["nvs", "generate", str(csv_file), "f.bin", "0x3000", "--outdir", str(tmp_path)]) == 0
+    )
+    image = bytearray((tmp_path / "f.bin").read_bytes())
+    image[64 + 32 * 3 + 8] ^= 0x01  # a byte of hw_rev's key (entry 3): its item CRC fails
+    (tmp_path / "bad.bin").write_bytes(bytes(image))
+    capsys.readouterr()
+    assert main(["nvs", "parse", str(tmp_path / "bad.bin"), "-i"]) == 1
+    assert "inconsistent item header" in capsys.readouterr().out

@@ -155,3 +155,48 @@ def test_bad_input_is_one_line_and_exit_2(
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"nvs,data,nvs,0x9000,0x6000,\n", b"\xe9" + b"\x00" * 100])
+def test_flash_of_a_non_image_as_the_app_is_refused(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    assert cli("device", "create", "dev") == 0
+    before = JumpstartHome().device("dev").flash_path.read_bytes()
+    junk = tmp_path / "partitions.csv"
+    junk.write_bytes(content)
+    capsys.readouterr()
+    assert cli("idf", "flash", "--device", "dev", str(junk)) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {junk} is not an app image (")
+    assert line.endswith(f"give their address: --offset ADDR {junk}")
+    assert JumpstartHome().device("dev").flash_path.read_bytes() == before  # nothing written
+
+
+def test_flash_after_erase_places_the_image_by_the_new_table(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``idf flash app.bin --offset 0x8000 pt.bin`` on an erased flash: the table is written
+    first and the image goes where that table puts it."""
+    assert cli("device", "create", "dev") == 0
+    assert cli("idf", "erase-flash", "--device", "dev") == 0
+    table = tmp_path / "pt.bin"
+    assert cli("idf", "partition-table", str(table_csv(tmp_path)), "-o", str(table)) == 0
+    image = tmp_path / "hello.bin"
+    assert cli("idf", "build", str(APPS / "1_hello_world"), "-o", str(image)) == 0
+    capsys.readouterr()
+    assert cli("idf", "flash", "--device", "dev", str(image), "--offset", "0x8000", str(table)) == 0
+    flash = JumpstartHome().device("dev").flash_path.read_bytes()
+    app = image.read_bytes()
+    assert flash[0x20000 : 0x20000 + len(app)] == app  # the factory app of the new table
+    out = capsys.readouterr().out
+    assert out.index("at 0x00008000") < out.index("at 0x00020000")
+
+
+def table_csv(tmp_path: Path) -> Path:
+    csv = tmp_path / "partitions.csv"
+    csv.write_text(
+        "nvs,data,nvs,0x9000,0x6000,\nphy_init,data,phy,0xf000,0x1000,\n"
+        "factory,app,factory,0x20000,1M,\n"
+    )
+    return csv

@@ -90,13 +90,8 @@ def port_is_free(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def test_make_run_then_the_printed_commands_then_ctrl_c(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "JUMPSTART_HOME": str(tmp_path / "home"),
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-    }
-    make = subprocess.Popen(
+def _make_run(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         ["make", "--no-print-directory", "run", f"RUN_ARGS={FREE_PORTS}"],
         cwd=REPO,
         env=env,
@@ -105,18 +100,45 @@ def test_make_run_then_the_printed_commands_then_ctrl_c(tmp_path: Path) -> None:
         text=True,
         start_new_session=True,  # one process group: Ctrl-C reaches make and the product
     )
+
+
+def _ctrl_c(make: subprocess.Popen[str]) -> None:
+    os.killpg(make.pid, signal.SIGINT)
+    try:
+        make.wait(30)
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+
+
+def _new_terminal() -> dict[str, str]:
+    """A new terminal's environment: no venv on the PATH, no JUMPSTART_HOME; the printed
+    lines must say both."""
+    env = {k: v for k, v in os.environ.items() if k != "JUMPSTART_HOME"}
+    env["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != BIN)
+    return env
+
+
+def test_make_run_then_the_printed_commands_then_ctrl_c(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "JUMPSTART_HOME": str(tmp_path / "home"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    new_terminal = _new_terminal()
+    make = _make_run(env)
     console = Console(make)
     try:
         ports = [
             port_of(console.wait_for(rf"^  {kind} .*://localhost:\d+", 120))
             for kind in ("MQTT", "REST", "Firmware")
         ]
-        prov = console.command("jumpstart prov")
+        prov = console.wait_for(r"^\s+JUMPSTART_HOME=\S+ \S+/jumpstart prov ").strip()
         switch_on = console.wait_for(r'"output":true').strip()
         ota = console.wait_for(r'"ota_url"').strip()
         console.wait_for("QR payload")
 
-        provisioned = run_printed(prov, env)
+        provisioned = run_printed(prov, new_terminal)
         assert provisioned.returncode == 0, provisioned.stdout + provisioned.stderr
         assert "Provisioning was successful" in provisioned.stdout
         console.wait_for("Shadow in sync", 30)
@@ -134,7 +156,8 @@ def test_make_run_then_the_printed_commands_then_ctrl_c(tmp_path: Path) -> None:
             return state["reported"].get("output"), state["desired"].get("output")
 
         # The button: the press shows in reported and desired.
-        assert run_printed("jumpstart device press outlet", env).returncode == 0
+        press = console.wait_for(r"/jumpstart device press outlet$").strip()
+        assert run_printed(press, new_terminal).returncode == 0
         wait_for_value(shadow_output, (False, False))
         # The AP goes down, the button is pressed, the AP comes back: the change arrives.
         assert run_printed("jumpstart world ap down myssid", env).returncode == 0
@@ -148,16 +171,23 @@ def test_make_run_then_the_printed_commands_then_ctrl_c(tmp_path: Path) -> None:
         assert upgraded.returncode == 0, upgraded.stderr
         console.wait_for(r"^\[0\] Hello world!$", 30)
     finally:
-        os.killpg(make.pid, signal.SIGINT)
-        try:
-            make.wait(30)
-        finally:
-            if make.poll() is None:
-                os.killpg(make.pid, signal.SIGKILL)
+        _ctrl_c(make)
     # make ends the way a shell's Ctrl-C ends it; the product shut down cleanly before that.
     assert make.returncode in (0, -signal.SIGINT), "\n".join(console.lines[-20:])
     console.wait_for("stopped: cloud and outlet")
     assert not any("Traceback" in line for line in console.lines)
     assert all(port_is_free(port) for port in ports), ports
-    # State is kept: the outlet still runs hello world in its flash at the next start.
-    assert (tmp_path / "home" / "devices" / "outlet" / "flash.bin").exists()
+    _second_run_knows_it_is_provisioned(env)
+
+
+def _second_run_knows_it_is_provisioned(env: dict[str, str]) -> None:
+    """State is kept: the next make run knows the outlet is provisioned, and says how to
+    provision it again instead of printing a prov line that would fail."""
+    again = _make_run(env)
+    console = Console(again)
+    try:
+        console.wait_for("provisioned already .*'myssid'", 120)
+        console.wait_for(r"/jumpstart device press outlet --hold 3$")
+        assert not any(re.search(r"^1\. Provision the outlet", line) for line in console.lines)
+    finally:
+        _ctrl_c(again)

@@ -7,12 +7,14 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from jumpstart import cli_prov
 from jumpstart.host.device_home import JumpstartHome
-from jumpstart.idf.radio import RadioWorld
+from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 from tests.host.test_device_cli import JUMPSTART, cli, flashed_device, wait_for
 
 
@@ -109,3 +111,58 @@ def test_sec2_credentials_reproduce_the_example(capsys: pytest.CaptureFixture[st
     salt = re.search(r"salt: ([0-9a-f]+)", capsys.readouterr().out)
     assert salt is not None
     assert len(salt[1]) == 32
+
+
+def test_prov_list_shows_the_softap_endpoint(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = RadioWorld(JumpstartHome().world_path)
+    world.add(
+        AccessPoint("PROV_A1B2C3", "", AuthMode.OPEN, device="outlet", endpoint="127.0.0.1:41234")
+    )
+    capsys.readouterr()
+    assert cli("prov", "list") == 0
+    line = capsys.readouterr().out.strip()
+    assert line.split() == [
+        "PROV_A1B2C3",
+        "softap",
+        "OPEN",
+        "endpoint",
+        "127.0.0.1:41234",
+        "device",
+        "outlet",
+    ]
+
+
+class _NoLink:
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code", "line"),
+    [(False, 1, None), (KeyboardInterrupt(), 130, "interrupted")],
+)
+def test_failed_or_interrupted_provisioning_exits_non_zero(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    outcome: object,
+    code: int,
+    line: str | None,
+) -> None:
+    def provision(link: object, options: object, say: Callable[[str], None]) -> bool:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        say("---- Provisioning failed! ----")
+        return bool(outcome)
+
+    monkeypatch.setattr(cli_prov, "provision", provision)
+    monkeypatch.setattr(cli_prov, "open_transport", lambda *args: _NoLink())
+    capsys.readouterr()
+    assert cli("prov", "--service_name", "127.0.0.1:1", "--ssid", "x", "--passphrase", "y") == code
+    captured = capsys.readouterr()
+    if line is None:
+        assert captured.out.strip().endswith("Provisioning failed! ----")
+    else:
+        assert captured.err.strip() == line

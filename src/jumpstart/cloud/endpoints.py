@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import zlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -13,7 +15,9 @@ __all__ = [
     "MQTT_PORT",
     "REST_PORT",
     "BrokerMode",
+    "PortError",
     "Shard",
+    "check_port",
     "parse_broker",
     "parse_shard",
 ]
@@ -23,6 +27,41 @@ MQTT_PORT = 8883
 REST_PORT = 8443
 # Firmware images over HTTPS: the port of ESP-IDF's OTA examples (simple_ota_example).
 FIRMWARE_PORT = 8070
+
+MAX_PORT = 65535
+
+
+class PortError(InputError):
+    """A port that cannot be listened on; names the option that changes it."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def check_port(value: int, option: str) -> int:
+    """``value`` if it is a TCP port (0 asks for a free one), else PortError."""
+    if not 0 <= value <= MAX_PORT:
+        raise PortError(
+            f"{option} {value} is not a port: use 1-{MAX_PORT}, or 0 for any free one", option
+        )
+    return value
+
+
+async def listen_on(port: int, option: str, start: Awaitable[int]) -> int:
+    """Await a server's ``start``; a port that is taken (or not ours) becomes PortError."""
+    try:
+        return await start
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno == errno.EADDRINUSE:
+            reason = "it is in use by another program"
+        raise PortError(
+            f"cannot listen on port {port} ({option}): {reason}; choose another with"
+            f" {option} PORT (0 picks a free one)",
+            option,
+        ) from None
+
 
 EMBEDDED = "embedded"
 MOSQUITTO = "mosquitto"

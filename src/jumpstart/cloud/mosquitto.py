@@ -209,7 +209,7 @@ class Mosquitto:
         await self.close()
         raise MosquittoError(
             f"mosquitto did not start on {self.host}:{self.port}: {self._log_tail()}"
-            " (is the port free?)"
+            " (is the port free? choose another with --mqtt-port PORT)"
         )
 
     async def _listening(self) -> bool:

@@ -23,6 +23,8 @@ from jumpstart.cloud.endpoints import (
     REST_PORT,
     BrokerMode,
     Shard,
+    check_port,
+    listen_on,
     parse_broker,
 )
 from jumpstart.cloud.firmware import FirmwareServer
@@ -91,6 +93,12 @@ class CloudService:
     ) -> None:
         self.home = home
         self.config = config or CloudConfig()
+        for port, option in (
+            (self.config.mqtt_port, "--mqtt-port"),
+            (self.config.rest_port, "--rest-port"),
+            (self.config.firmware_port, "--firmware-port"),
+        ):
+            check_port(port, option)
         if self.config.shard.count > 1 and not self.config.broker.external:
             raise InputError("shards are for several engines on one external broker (--broker)")
         self.ca = home.ensure()
@@ -154,8 +162,22 @@ class CloudService:
         )
 
     async def start(self) -> None:
+        try:
+            await self._start_servers()
+        except BaseException:
+            await self._close_broker()
+            await self.rest.close()
+            await self.firmware.close()
+            raise
+        self._sweeper = asyncio.create_task(self._sweep_job_timeouts())
+        self._revocations = asyncio.create_task(self._sweep_revocations())
+
+    async def _start_servers(self) -> None:
+        config = self.config
         if self.gateway is not None:
-            self.mqtt_port = await self.gateway.start(self.config.host, self.config.mqtt_port)
+            self.mqtt_port = await listen_on(
+                config.mqtt_port, "--mqtt-port", self.gateway.start(config.host, config.mqtt_port)
+            )
         else:
             assert self.link is not None
             if self.mosquitto is not None:
@@ -166,10 +188,14 @@ class CloudService:
                 await self._close_broker()
                 raise
             self.mqtt_port = self.link.address.port
-        self.rest_port = await self.rest.start(self.config.host, self.config.rest_port)
-        self.firmware_port = await self.firmware.start(self.config.host, self.config.firmware_port)
-        self._sweeper = asyncio.create_task(self._sweep_job_timeouts())
-        self._revocations = asyncio.create_task(self._sweep_revocations())
+        self.rest_port = await listen_on(
+            config.rest_port, "--rest-port", self.rest.start(config.host, config.rest_port)
+        )
+        self.firmware_port = await listen_on(
+            config.firmware_port,
+            "--firmware-port",
+            self.firmware.start(config.host, config.firmware_port),
+        )
 
     async def _sweep_job_timeouts(self) -> None:
         while True:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import secrets
 import shlex
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,11 @@ from jumpstart.host.device_runner import run_device
 from jumpstart.host.flashing import flash_app_image
 from jumpstart.host.nvs_gen import NvsImageBuilder, parse_nvs_size
 from jumpstart.idf.efuse import format_mac
+from jumpstart.idf.nvs import NvsError, NvsFlash, OpenMode
 from jumpstart.idf.partition import PartitionMap
 from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
+from jumpstart.idf.wifi import NVS_NAMESPACE as WIFI_NVS_NAMESPACE
+from jumpstart.idf.wifi import NVS_SSID_KEY as WIFI_NVS_SSID_KEY
 
 __all__ = ["ProductConfig", "ProductSetup", "prepare", "run_product"]
 
@@ -143,8 +147,39 @@ def prepare(
     return setup
 
 
-def next_steps(setup: ProductSetup, config: ProductConfig, cloud: CloudService) -> list[str]:
-    """The commands a new user runs next, ready to copy."""
+def provisioned_ssid(folder: DeviceFolder) -> str | None:
+    """The Wi-Fi network the outlet was provisioned onto (the station config ESP-IDF keeps in
+    NVS), or None while it is unprovisioned."""
+    with folder.open_flash() as flash:
+        nvs = NvsFlash(PartitionMap.load(flash))
+        try:
+            nvs.init()
+            with nvs.open(WIFI_NVS_NAMESPACE, OpenMode.READONLY) as handle:
+                return handle.get_str(WIFI_NVS_SSID_KEY) or None
+        except NvsError:
+            return None
+
+
+def command_prefix(home: JumpstartHome) -> str:
+    """What makes a printed ``jumpstart`` command work in a new terminal: the executable's
+    full path (the venv is not on a new shell's PATH) and ``JUMPSTART_HOME`` unless it is the
+    default."""
+    executable = Path(sys.executable).with_name("jumpstart")
+    command = shlex.quote(str(executable)) if executable.exists() else "jumpstart"
+    if home.path.absolute() != (Path.home() / ".jumpstart").absolute():
+        command = f"JUMPSTART_HOME={shlex.quote(str(home.path.absolute()))} {command}"
+    return command
+
+
+def next_steps(
+    setup: ProductSetup,
+    config: ProductConfig,
+    cloud: CloudService,
+    jumpstart: str = "jumpstart",
+    provisioned_on: str | None = None,
+) -> list[str]:
+    """The commands a new user runs next, ready to copy (``jumpstart`` is how to call the
+    command from a new terminal)."""
     cfg = setup.cloud_cfg
     shadow = f"https://{ENDPOINT}:{cloud.rest_port}/things/{config.device}/shadow"
     tls = (
@@ -158,17 +193,32 @@ def next_steps(setup: ProductSetup, config: ProductConfig, cloud: CloudService) 
         body = json.dumps({"state": {"desired": state}}, separators=(",", ":"))
         return f"curl {tls} -d '{body}' {shadow}"
 
+    prov = (
+        f"{jumpstart} prov --transport softap --service_name {setup.service_name} "
+        f"--sec_ver 1 --pop {setup.pop} --ssid {config.ssid} --passphrase {config.password}"
+    )
+    if provisioned_on is None:
+        step_one = [
+            "1. Provision the outlet onto the Wi-Fi (what the phone app does):",
+            f"   {prov}",
+        ]
+    else:
+        step_one = [
+            f"1. The outlet is provisioned already (Wi-Fi {provisioned_on!r}). To provision it"
+            " again, hold its button 3 s (a factory reset erases its Wi-Fi credentials):",
+            f"   {jumpstart} device press {config.device} --hold 3",
+            "   and once it offers provisioning again:",
+            f"   {prov}",
+        ]
     return [
         "Next, in another terminal:",
-        "1. Provision the outlet onto the Wi-Fi (what the phone app does):",
-        f"   jumpstart prov --transport softap --service_name {setup.service_name} "
-        f"--sec_ver 1 --pop {setup.pop} --ssid {config.ssid} --passphrase {config.password}",
+        *step_one,
         "2. Switch it on from the cloud (the guide's curl):",
         "   " + update({"output": True}),
         "   Read its shadow:",
         f"   curl {tls} {shadow}",
         "   Press its button:",
-        f"   jumpstart device press {config.device}",
+        f"   {jumpstart} device press {config.device}",
         "3. Upgrade it over the air to the hello-world firmware:",
         "   " + update({"ota_url": ota_url}),
         "Ctrl-C stops the cloud and the outlet; their state is kept for the next run.",
@@ -201,7 +251,10 @@ async def run_product(
         print_line(f"  REST (mutual TLS)  https://{ENDPOINT}:{service.rest_port}")
         print_line(f"  Firmware (HTTPS)   https://{ENDPOINT}:{service.firmware_port}/firmware/")
         print_line(f"  Wi-Fi network      {config.ssid} (password {config.password})")
-        for line in next_steps(setup, config, service):
+        steps = next_steps(
+            setup, config, service, command_prefix(home), provisioned_ssid(setup.folder)
+        )
+        for line in steps:
             print_line(line)
         print_line(f"--- outlet {config.device} console ---")
         world = RadioWorld(home.world_path)
