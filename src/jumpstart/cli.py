@@ -21,7 +21,7 @@ from jumpstart import __version__, cli_device
 from jumpstart.cli_cloud import cloud_app
 from jumpstart.cli_nvs import nvs_app
 from jumpstart.cli_prov import prov_app
-from jumpstart.cli_util import parse_size
+from jumpstart.cli_util import command_group, parse_size
 from jumpstart.cloud.endpoints import FIRMWARE_PORT, MQTT_PORT, REST_PORT, PortError
 from jumpstart.errors import InputError, JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
@@ -32,14 +32,14 @@ from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.partition_tool import partition_table as convert_partition_table
 from jumpstart.host.product import ProductConfig, run_product
 
-app = typer.Typer(
+app = command_group(
     name="jumpstart",
     help="The ESP-Jumpstart smart outlet, concept to production, in Python.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-idf_app = typer.Typer(help="ESP-IDF style tools (idf.py, gen_esp32part).", no_args_is_help=True)
+idf_app = command_group(help="ESP-IDF style tools (idf.py, gen_esp32part).", no_args_is_help=True)
 app.add_typer(idf_app, name="idf")
 app.add_typer(nvs_app, name="nvs")
 app.add_typer(cli_device.device_app, name="device")

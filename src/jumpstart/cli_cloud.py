@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from jumpstart.cli_util import command_group
 from jumpstart.cloud.admin import (
     client_create,
     curl_line,
@@ -19,7 +20,9 @@ from jumpstart.cloud.admin import (
     operator_credentials,
     rest_request,
     shadow_request,
+    thing_certificate,
     thing_create,
+    thing_delete,
 )
 from jumpstart.cloud.endpoints import (
     FIRMWARE_PORT,
@@ -35,26 +38,32 @@ from jumpstart.cloud.service import CloudConfig, CloudService, open_stores
 from jumpstart.errors import InputError
 from jumpstart.host.files import read_file
 
-cloud_app = typer.Typer(help="The local AWS IoT compatible device cloud.", no_args_is_help=True)
-thing_app = typer.Typer(help="Things (devices) and their credentials.", no_args_is_help=True)
-client_app = typer.Typer(help="Operator and phone-app credentials.", no_args_is_help=True)
-cert_app = typer.Typer(help="Certificates.", no_args_is_help=True)
-shadow_app = typer.Typer(
+cloud_app = command_group(help="The local AWS IoT compatible device cloud.", no_args_is_help=True)
+thing_app = command_group(help="Things (devices) and their credentials.", no_args_is_help=True)
+client_app = command_group(help="Operator and phone-app credentials.", no_args_is_help=True)
+cert_app = command_group(help="Certificates.", no_args_is_help=True)
+shadow_app = command_group(
     help="Read and change shadows (REST, as an operator).", no_args_is_help=True
 )
 cloud_app.add_typer(thing_app, name="thing")
 cloud_app.add_typer(client_app, name="client")
 cloud_app.add_typer(cert_app, name="cert")
-job_app = typer.Typer(help="Jobs for fleets, e.g. OTA (as an operator).", no_args_is_help=True)
+job_app = command_group(help="Jobs for fleets, e.g. OTA (as an operator).", no_args_is_help=True)
 cloud_app.add_typer(shadow_app, name="shadow")
 cloud_app.add_typer(job_app, name="job")
-firmware_app = typer.Typer(help="App images hosted over HTTPS for OTA.", no_args_is_help=True)
+firmware_app = command_group(help="App images hosted over HTTPS for OTA.", no_args_is_help=True)
 cloud_app.add_typer(firmware_app, name="firmware")
 
 OutOption = Annotated[Path, typer.Option("--out", "-o", help="Folder for the five files.")]
-PortOption = Annotated[int, typer.Option("--port", help="The REST endpoint's port.")]
+PortOption = Annotated[
+    int | None,
+    typer.Option("--port", help="The REST endpoint's port (default: the running cloud's)."),
+]
 NameOption = Annotated[str, typer.Option("--name", help="A named shadow (default: classic).")]
-FirmwarePortOption = Annotated[int, typer.Option("--port", help="The firmware server's port.")]
+FirmwarePortOption = Annotated[
+    int | None,
+    typer.Option("--port", help="The firmware server's port (default: the running cloud's)."),
+]
 
 
 def _out() -> Console:
@@ -65,11 +74,32 @@ def _home() -> CloudHome:
     return default_home()
 
 
+def _firmware_port(home: CloudHome, port: int | None) -> int:
+    """--port, else the running cloud's firmware port, else the default."""
+    if port is not None:
+        return port
+    running = home.running_endpoints()
+    return running.firmware_port if running is not None else FIRMWARE_PORT
+
+
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace device.key and device.cert in the folder.")
+]
+
+
 @thing_app.command("create")
-def thing_create_cmd(name: str, out: OutOption = Path()) -> None:
+def thing_create_cmd(name: str, out: OutOption = Path(), force: ForceOption = False) -> None:
     """Register NAME and write device.key, device.cert, deviceid.txt, server.cert, endpoint.txt."""
-    for path in thing_create(_home(), name, out):
+    for path in thing_create(_home(), name, out, force=force):
         _out().print(f"wrote {path}")
+
+
+@thing_app.command("delete")
+def thing_delete_cmd(name: str) -> None:
+    """Remove NAME from the registry and revoke its certificates (its shadows stay, as on
+    AWS); its live connections end within two seconds."""
+    revoked = thing_delete(_home(), name)
+    _out().print(f"deleted thing {name} ({revoked} certificate(s) revoked)")
 
 
 @thing_app.command("list")
@@ -85,13 +115,22 @@ def client_create_cmd(
     name: str,
     role: Annotated[str, typer.Option("--role", help="admin or app")] = "app",
     out: OutOption = Path(),
+    force: ForceOption = False,
 ) -> None:
     """Credentials for an operator (admin) or a phone app (app)."""
     try:
         chosen = Role(role)
     except ValueError:
         raise InputError(f"--role must be admin or app, not {role!r}") from None
-    for path in client_create(_home(), name, chosen, out):
+    for path in client_create(_home(), name, chosen, out, force=force):
+        _out().print(f"wrote {path}")
+
+
+@cert_app.command("create")
+def cert_create_cmd(thing: str, out: OutOption = Path(), force: ForceOption = False) -> None:
+    """A new key and certificate for an existing THING, written with the other guide files
+    (e.g. after its old certificate was revoked, or its key lost)."""
+    for path in thing_certificate(_home(), thing, out, force=force):
         _out().print(f"wrote {path}")
 
 
@@ -187,7 +226,7 @@ def _show(status: int, document: dict[str, object]) -> None:
 
 
 @shadow_app.command("get")
-def shadow_get_cmd(thing: str, name: NameOption = "", port: PortOption = REST_PORT) -> None:
+def shadow_get_cmd(thing: str, name: NameOption = "", port: PortOption = None) -> None:
     """Print THING's shadow document."""
     response = shadow_request(_home(), "GET", thing, name, port=port)
     _show(response.status, response.document)
@@ -198,7 +237,7 @@ def shadow_update_cmd(
     thing: str,
     document: Annotated[str, typer.Argument(help='e.g. \'{"state":{"desired":{"output":true}}}\'')],
     name: NameOption = "",
-    port: PortOption = REST_PORT,
+    port: PortOption = None,
 ) -> None:
     """Update THING's shadow with DOCUMENT."""
     response = shadow_request(_home(), "POST", thing, name, document.encode(), port=port)
@@ -206,7 +245,7 @@ def shadow_update_cmd(
 
 
 @shadow_app.command("delete")
-def shadow_delete_cmd(thing: str, name: NameOption = "", port: PortOption = REST_PORT) -> None:
+def shadow_delete_cmd(thing: str, name: NameOption = "", port: PortOption = None) -> None:
     """Delete THING's shadow."""
     response = shadow_request(_home(), "DELETE", thing, name, port=port)
     _show(response.status, response.document)
@@ -223,13 +262,13 @@ def firmware_upload_cmd(
         bool,
         typer.Option("--force", help="Host it even if it fails the image checks (to test devices)"),
     ] = False,
-    port: FirmwarePortOption = FIRMWARE_PORT,
+    port: FirmwarePortOption = None,
 ) -> None:
     """Host IMAGE on the cloud's HTTPS firmware server and print its URL."""
     home = _home()
     home.ensure()
     hosted = FirmwareStore(home).upload(read_file(image), name, check=not force)
-    url = firmware_url("localhost", port, hosted.name)
+    url = firmware_url("localhost", _firmware_port(home, port), hosted.name)
     out = _out()
     out.print(
         f"hosted {hosted.project} {hosted.version} "
@@ -243,11 +282,12 @@ def firmware_upload_cmd(
 
 @firmware_app.command("list")
 def firmware_list_cmd(
-    port: FirmwarePortOption = FIRMWARE_PORT,
+    port: FirmwarePortOption = None,
 ) -> None:
     """The hosted images and their URLs."""
-    for hosted in FirmwareStore(_home()).images():
-        url = firmware_url("localhost", port, hosted.name)
+    home = _home()
+    for hosted in FirmwareStore(home).images():
+        url = firmware_url("localhost", _firmware_port(home, port), hosted.name)
         _out().print(f"{hosted.project:<16} {hosted.version:<10} {hosted.size:>9}  {url}")
 
 
@@ -262,7 +302,7 @@ def job_create_cmd(
         bool, typer.Option("--all", help="Every registered thing (a snapshot).")
     ] = False,
     description: Annotated[str, typer.Option("--description")] = "",
-    port: PortOption = REST_PORT,
+    port: PortOption = None,
 ) -> None:
     """Create job JOB_ID: each target gets a QUEUED execution and a notify-next."""
     if not thing and not all_things:
@@ -278,7 +318,7 @@ def job_create_cmd(
 
 
 @job_app.command("list")
-def job_list_cmd(port: PortOption = REST_PORT) -> None:
+def job_list_cmd(port: PortOption = None) -> None:
     """Every job with its status."""
     response = rest_request(_home(), "GET", "/jobs", port=port)
     if response.status >= 400:
@@ -289,7 +329,7 @@ def job_list_cmd(port: PortOption = REST_PORT) -> None:
 
 
 @job_app.command("describe")
-def job_describe_cmd(job_id: str, port: PortOption = REST_PORT) -> None:
+def job_describe_cmd(job_id: str, port: PortOption = None) -> None:
     """JOB_ID, its progress and every thing's execution."""
     home = _home()
     job = rest_request(home, "GET", f"/jobs/{job_id}", port=port)
@@ -313,7 +353,7 @@ def job_cancel_cmd(
     force: Annotated[
         bool, typer.Option("--force", help="Cancel IN_PROGRESS executions too.")
     ] = False,
-    port: PortOption = REST_PORT,
+    port: PortOption = None,
 ) -> None:
     """Cancel JOB_ID's QUEUED executions (and IN_PROGRESS ones with --force)."""
     query = "?force=true" if force else ""

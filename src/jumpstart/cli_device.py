@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jumpstart.cli_util import parse_size
+from jumpstart.cli_util import command_group, parse_size
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
 from jumpstart.formats.partition_table import (
@@ -33,7 +33,7 @@ from jumpstart.idf.flash import FileFlash
 from jumpstart.idf.partition import PartitionMap
 from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 
-device_app = typer.Typer(
+device_app = command_group(
     help="Virtual devices: create, run, press the button.", no_args_is_help=True
 )
 
@@ -105,15 +105,33 @@ def _bootable(name: str) -> tuple[DeviceFolder, RadioWorld]:
 
 @device_app.command("run")
 def device_run(name: Annotated[str, typer.Argument(help="Device to run")]) -> None:
-    """Boot a device headless; its console goes to devices/NAME/console.log."""
+    """Boot a device without its console (it goes to devices/NAME/console.log).
+
+    It stays in the foreground until Ctrl-C or `jumpstart device stop NAME` from another
+    terminal (end the line with & to give the shell back)."""
     folder, world = _bootable(name)
     with folder.console_path.open("a", buffering=1, encoding="utf-8") as log:
-        print(f"device {name} running; console: {folder.console_path}", file=sys.stderr)
+        print(
+            f"device {name} running; console: {folder.console_path}; Ctrl-C or"
+            f" 'jumpstart device stop {name}' stops it",
+            file=sys.stderr,
+        )
 
         def console(line: str) -> None:
             log.write(line + "\n")
 
         asyncio.run(run_device(folder, console, world=world))
+
+
+@device_app.command("delete")
+def device_delete(
+    name: Annotated[str, typer.Argument(help="A device that is not running")],
+) -> None:
+    """Delete a device: its flash, eFuses and console log (its thing stays in the cloud:
+    jumpstart cloud thing delete NAME)."""
+    folder = _stopped_device(name)
+    JumpstartHome().delete_device(folder)
+    print(f"deleted device {name} ({folder.path})")
 
 
 @device_app.command("press")
@@ -315,8 +333,8 @@ def idf_monitor(device: Annotated[str, typer.Option(help="Device to boot")]) -> 
 
 
 # -- world ----------------------------------------------------------------------------------
-world_app = typer.Typer(help="The radio world: access points the devices can hear.")
-ap_app = typer.Typer(help="Access points in the radio world.", no_args_is_help=True)
+world_app = command_group(help="The radio world: access points the devices can hear.")
+ap_app = command_group(help="Access points in the radio world.", no_args_is_help=True)
 world_app.add_typer(ap_app, name="ap")
 
 

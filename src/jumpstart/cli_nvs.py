@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jumpstart.cli_util import command_group, parse_size
 from jumpstart.errors import InputError
 from jumpstart.formats.nvs import decrypt_image
 from jumpstart.host import nvs_tool
@@ -18,14 +19,22 @@ from jumpstart.host.files import read_file
 from jumpstart.host.nvs_parse import ParsedNvs, parse_image
 from jumpstart.host.nvs_tool import KeyRequest
 
-nvs_app = typer.Typer(
+nvs_app = command_group(
     help="NVS partitions: generate from CSV (like nvs_partition_gen), encrypt, decrypt, parse.",
     no_args_is_help=True,
 )
 
-Inputs = Annotated[list[Path], typer.Argument(help="CSV file(s): key,type,encoding,value")]
+# CSV... OUTPUT SIZE as one list: a variadic first argument would swallow the others, and a
+# missing SIZE would be reported as a missing CSV.
+Positionals = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="CSV... OUTPUT SIZE",
+        help="CSV file(s) (key,type,encoding,value), the image to write (under --outdir if"
+        " relative) and the partition size, a multiple of 4096 (e.g. 0x6000)",
+    ),
+]
 Output = Annotated[Path, typer.Argument(help="Image to write (under --outdir if relative)")]
-Size = Annotated[str, typer.Argument(help="Partition size, a multiple of 4096 (e.g. 0x6000)")]
 Version = Annotated[int, typer.Option("--version", help="1: single-page blobs; 2: multi-page")]
 Outdir = Annotated[Path | None, typer.Option("--outdir", help="Output folder (default: cwd)")]
 Keyfile = Annotated[
@@ -54,20 +63,39 @@ def _done(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _split(command: str, values: list[str]) -> tuple[list[Path], Path, str]:
+    """CSV..., OUTPUT and SIZE, or an error naming what is missing."""
+    if len(values) < 3:
+        if len(values) == 2 and _is_size(values[1]):
+            missing = "OUTPUT (the image to write)"
+        elif len(values) == 2:
+            missing = "SIZE (the partition size, e.g. 0x6000)"
+        else:
+            missing = "OUTPUT and SIZE"
+        raise InputError(f"missing {missing}: jumpstart nvs {command} CSV... OUTPUT SIZE")
+    *inputs, output, size = values
+    return [Path(p) for p in inputs], Path(output), size
+
+
+def _is_size(text: str) -> bool:
+    try:
+        parse_size(text)
+    except InputError:
+        return False
+    return True
+
+
 @nvs_app.command("generate")
-def generate(
-    inputs: Inputs, output: Output, size: Size, version: Version = 2, outdir: Outdir = None
-) -> None:
+def generate(files: Positionals, version: Version = 2, outdir: Outdir = None) -> None:
     """Generate an NVS partition image from CSV (byte-identical to nvs_partition_gen)."""
+    inputs, output, size = _split("generate", files)
     path = nvs_tool.generate(inputs, output, size, version=version, outdir=outdir)
     _done(f"created NVS binary {path}")
 
 
 @nvs_app.command("encrypt")
 def encrypt(
-    inputs: Inputs,
-    output: Output,
-    size: Size,
+    files: Positionals,
     version: Version = 2,
     keygen: Annotated[bool, typer.Option("--keygen", help="Generate new keys")] = False,
     inputkey: Annotated[
@@ -81,6 +109,7 @@ def encrypt(
     outdir: Outdir = None,
 ) -> None:
     """Generate an encrypted NVS partition (XTS-AES-256 per entry)."""
+    inputs, output, size = _split("encrypt", files)
     request = KeyRequest(
         keyfile, key_protect_hmac, kp_hmac_keygen, kp_hmac_keyfile, kp_hmac_inputkey
     )

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from jumpstart.cli_util import command_group
 from jumpstart.errors import InputError
 from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.prov_client import ProvOptions, ScanResult, provision
@@ -22,9 +23,23 @@ from jumpstart.host.prov_transport import ProvTransport
 from jumpstart.idf.protocomm.srp6a import random_salt, verifier
 from jumpstart.idf.radio import RadioWorld
 
-prov_app = typer.Typer(
-    help="Provision a device's Wi-Fi (esp_prov's flags).", invoke_without_command=True
-)
+PROV_HELP = """Provision a device's Wi-Fi, as Espressif's esp_prov does (same flags).
+
+\b
+Examples:
+  jumpstart prov --qr '{"ver":"v1","name":"PROV_A1B2C3","pop":"abcd1234","transport":"softap"}' \\
+      --ssid myssid --passphrase mypassword
+  jumpstart prov --transport softap --service_name PROV_A1B2C3 --sec_ver 1 \\
+      --pop abcd1234 --ssid myssid --passphrase mypassword
+  jumpstart prov --transport ble --service_name PROV_A1B2C3 --sec_ver 2 \\
+      --sec2_username wifiprov --sec2_pwd abcd1234 --ssid myssid --passphrase mypassword
+  jumpstart prov list        (devices offering provisioning, and their --service_name)
+
+Without --ssid the device scans and you pick a network. The QR payload is what the device
+printed; its fields fill --service_name, --transport, --pop and --sec_ver.
+"""
+
+prov_app = command_group(help=PROV_HELP, invoke_without_command=True)
 
 
 def _world() -> RadioWorld:

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import typer
+
 from jumpstart.errors import InputError
 
-__all__ = ["parse_size"]
+__all__ = ["command_group", "parse_size"]
+
+# -h as well as --help, as ESP-IDF's tools (argparse) accept.
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+
+
+def command_group(**options: Any) -> typer.Typer:
+    """A command group with the project's help: -h, and click's plain layout (options as
+    ESP-IDF's tools list them; flags do not show a ``<bool>`` type)."""
+    settings = {**HELP_OPTIONS, **options.pop("context_settings", {})}
+    return typer.Typer(rich_markup_mode=None, context_settings=settings, **options)
 
 
 def parse_size(text: str) -> int:

@@ -138,3 +138,51 @@ def test_parse_integrity_problem_exits_1(
     capsys.readouterr()
     assert main(["nvs", "parse", str(tmp_path / "bad.bin"), "-i"]) == 1
     assert "inconsistent item header" in capsys.readouterr().out
+
+
+def test_missing_size_or_output_is_named(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for args, missing in (
+        ([str(csv_file), "out.bin"], "missing SIZE (the partition size, e.g. 0x6000)"),
+        ([str(csv_file), "0x6000"], "missing OUTPUT (the image to write)"),
+        ([str(csv_file)], "missing OUTPUT and SIZE"),
+    ):
+        assert main(["nvs", "generate", *args]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == f"error: {missing}: jumpstart nvs generate CSV... OUTPUT SIZE"
+
+
+@pytest.mark.parametrize(
+    "command", [["nvs", "generate"], ["prov"], ["idf", "build"], ["cloud", "serve"], []]
+)
+def test_dash_h_is_help_and_flags_show_no_type(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command, "-h"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Usage: jumpstart")
+    assert "<bool>" not in out
+    assert "-h, --help" in out
+
+
+def test_keygen_never_overwrites_a_key_file(
+    tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path)
+    args = ["nvs", "encrypt", str(csv_file), "enc.bin", "0x3000", "--keygen", "--outdir", out]
+    assert main(args) == 0
+    assert main([*args[:3], "enc2.bin", *args[4:]]) == 0  # the same minute, most likely
+    keys = sorted((tmp_path / "keys").iterdir())
+    assert len(keys) == 2
+    assert keys[0].read_bytes() != keys[1].read_bytes()
+    # Each image decrypts with the key file its run reported.
+    reported = [line.split()[-1] for line in capsys.readouterr().err.splitlines() if "keys" in line]
+    assert sorted(reported) == [str(k) for k in keys]
+    # A name the user gives is never reused.
+    named = ["nvs", "generate-key", "--keyfile", "mine.bin", "--outdir", out]
+    assert main(named) == 0
+    first = (tmp_path / "keys" / "mine.bin").read_bytes()
+    assert main(named) == 2
+    assert "mine.bin exists; a key file is never overwritten" in capsys.readouterr().err
+    assert (tmp_path / "keys" / "mine.bin").read_bytes() == first

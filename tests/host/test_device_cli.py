@@ -200,3 +200,15 @@ def table_csv(tmp_path: Path) -> Path:
         "factory,app,factory,0x20000,1M,\n"
     )
     return csv
+
+
+def test_device_delete(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("device", "create", "gone") == 0
+    folder = JumpstartHome().device("gone").path
+    assert cli("device", "delete", "gone") == 0
+    assert not folder.exists()
+    assert "gone" not in JumpstartHome().device_names()
+    capsys.readouterr()
+    assert cli("device", "delete", "gone") == 2
+    assert "no device 'gone'" in capsys.readouterr().err
+    assert cli("device", "create", "gone") == 0  # the name is free again

@@ -13,7 +13,7 @@ from typing import Any
 from jumpstart.cloud.endpoints import REST_PORT, Shard
 from jumpstart.cloud.home import DEFAULT_ENDPOINT, CloudHome
 from jumpstart.cloud.jobs.model import ALL_THINGS_GROUP, group_arn, thing_arn
-from jumpstart.cloud.registry import Registry, Role
+from jumpstart.cloud.registry import CertStatus, Registry, Role
 from jumpstart.errors import InputError
 
 __all__ = [
@@ -32,6 +32,22 @@ __all__ = [
 # The five files of the guide's quick setup (chapter 6.3.2), as 5_cloud/main/cloud_cfg holds.
 GUIDE_FILES = ("device.key", "device.cert", "deviceid.txt", "server.cert", "endpoint.txt")
 OPERATOR = "operator"
+
+
+CREDENTIAL_FILES = ("device.key", "device.cert")
+
+
+def check_credentials_free(out: Path, force: bool) -> None:
+    """Refuse to replace a key or certificate in ``out`` unless ``force``: a private key that is
+    overwritten cannot be had back, and the device that holds it could not connect again."""
+    if force:
+        return
+    taken = [out / name for name in CREDENTIAL_FILES if (out / name).exists()]
+    if taken:
+        raise InputError(
+            f"{taken[0]} exists; its key would be lost: choose another folder with -o, or pass"
+            " --force to replace it"
+        )
 
 
 def _write_credentials(
@@ -56,17 +72,39 @@ def _write_credentials(
     return written
 
 
-def thing_create(home: CloudHome, name: str, out: Path) -> list[Path]:
+def thing_create(home: CloudHome, name: str, out: Path, *, force: bool = False) -> list[Path]:
     """Register thing ``name``, issue its certificate and write the guide's five files."""
+    check_credentials_free(out, force)
     with home.registry() as registry:
         registry.create_thing(name)
         return _write_credentials(home, registry, name, Role.DEVICE, out)
 
 
-def client_create(home: CloudHome, name: str, role: Role, out: Path) -> list[Path]:
+def thing_certificate(home: CloudHome, name: str, out: Path, *, force: bool = False) -> list[Path]:
+    """A new key and certificate for the existing thing ``name`` (AWS's
+    create-keys-and-certificate and attach-thing-principal), with the guide's five files."""
+    check_credentials_free(out, force)
+    with home.registry() as registry:
+        if registry.thing(name) is None:
+            raise InputError(f"no thing named {name!r}; create it with 'cloud thing create {name}'")
+        return _write_credentials(home, registry, name, Role.DEVICE, out)
+
+
+def thing_delete(home: CloudHome, name: str) -> int:
+    """Remove thing ``name`` and revoke its certificates; how many were active."""
+    with home.registry() as registry:
+        active = [c for c in registry.certificates(name) if c.status is CertStatus.ACTIVE]
+        registry.delete_thing(name)
+    return len(active)
+
+
+def client_create(
+    home: CloudHome, name: str, role: Role, out: Path, *, force: bool = False
+) -> list[Path]:
     """Credentials for an operator or phone app (same five files, the role's rights)."""
     if role is Role.DEVICE:
         raise InputError("a device is a thing: use 'jumpstart cloud thing create'")
+    check_credentials_free(out, force)
     with home.registry() as registry:
         return _write_credentials(home, registry, name, role, out)
 
@@ -124,15 +162,28 @@ def operator_context(home: CloudHome, shard: Shard | None = None) -> ssl.SSLCont
     return context
 
 
+def rest_port(home: CloudHome, port: int | None) -> tuple[int, str]:
+    """The REST port to call, and where it came from: ``port`` when given, else the running
+    cloud's record, else the default."""
+    if port is not None:
+        return port, "--port"
+    running = home.running_endpoints()
+    if running is not None:
+        return running.rest_port, f"the cloud running as process {running.pid}"
+    return REST_PORT, "the default port; no cloud records itself running here"
+
+
 def rest_request(
     home: CloudHome,
     method: str,
     path: str,
     body: bytes = b"",
-    port: int = REST_PORT,
+    port: int | None = None,
     host: str = DEFAULT_ENDPOINT,
 ) -> RestResponse:
-    """One REST call to a running cloud with the operator's certificate."""
+    """One REST call to a running cloud with the operator's certificate (``port`` None: the
+    cloud running on ``home``)."""
+    port, source = rest_port(home, port)
     context = operator_context(home)
     connection = http.client.HTTPSConnection(host, port, context=context, timeout=10)
     try:
@@ -141,8 +192,8 @@ def rest_request(
         data = response.read()
     except (OSError, http.client.HTTPException) as err:
         raise InputError(
-            f"cannot reach the cloud at {host}:{port} ({err}); start it with "
-            "'jumpstart cloud serve'"
+            f"cannot reach the cloud at {host}:{port} ({source}): {err}; start it with "
+            "'jumpstart cloud serve', or pass --port PORT if it listens elsewhere"
         ) from None
     finally:
         connection.close()
@@ -159,7 +210,7 @@ def shadow_request(
     thing: str,
     shadow_name: str = "",
     body: bytes = b"",
-    port: int = REST_PORT,
+    port: int | None = None,
     host: str = DEFAULT_ENDPOINT,
 ) -> RestResponse:
     """A shadow GET, POST (update) or DELETE as the operator."""
@@ -174,7 +225,7 @@ def job_create_request(
     things: list[str],
     all_things: bool = False,
     description: str = "",
-    port: int = REST_PORT,
+    port: int | None = None,
 ) -> RestResponse:
     """CreateJob for ``things`` (or every registered thing) as the operator."""
     targets = [thing_arn(thing) for thing in things]

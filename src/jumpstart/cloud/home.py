@@ -6,22 +6,34 @@ registry.db             things and certificates (SQLite)
 shadows.db              shadow documents (SQLite, the default store)
 jobs.db                 jobs and their executions
 retained.db             retained MQTT messages
+endpoints.json          while a cloud runs: its process and ports, for the CLI to find it
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from jumpstart.cloud.pki import CertificateAuthority
 from jumpstart.cloud.registry import Registry
 from jumpstart.statefiles import folder_lock, write_new
 
-__all__ = ["DEFAULT_ENDPOINT", "CloudHome", "default_home"]
+__all__ = ["DEFAULT_ENDPOINT", "CloudHome", "RunningEndpoints", "default_home"]
 
 DEFAULT_ENDPOINT = "localhost"
 SERVER_NAMES = ["localhost", "127.0.0.1", "::1"]
+
+
+@dataclass(frozen=True)
+class RunningEndpoints:
+    """Where a running cloud listens."""
+
+    pid: int
+    mqtt_port: int
+    rest_port: int
+    firmware_port: int
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,34 @@ class CloudHome:
     @property
     def retained_path(self) -> Path:
         return self.path / "retained.db"
+
+    @property
+    def endpoints_path(self) -> Path:
+        return self.path / "endpoints.json"
+
+    def record_endpoints(self, endpoints: RunningEndpoints) -> None:
+        """Say where the cloud that runs now listens (``cloud serve``, ``make run``)."""
+        write_new(self.endpoints_path, json.dumps(asdict(endpoints)).encode())
+
+    def forget_endpoints(self, endpoints: RunningEndpoints) -> None:
+        """The cloud stopped: remove its record, unless another one wrote its own since."""
+        if self.running_endpoints() == endpoints:
+            self.endpoints_path.unlink(missing_ok=True)
+
+    def running_endpoints(self) -> RunningEndpoints | None:
+        """The ports of the cloud running on this home, if its process is alive."""
+        try:
+            raw = json.loads(self.endpoints_path.read_text())
+            endpoints = RunningEndpoints(**raw)
+        except (OSError, ValueError, TypeError):
+            return None
+        try:
+            os.kill(endpoints.pid, 0)
+        except ProcessLookupError:
+            return None  # it was killed: the record is stale
+        except PermissionError:
+            pass  # alive, another user's
+        return endpoints
 
     def ensure(self) -> CertificateAuthority:
         """Create the folder, the CA, the server certificate and the registry on first use:

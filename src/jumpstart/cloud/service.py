@@ -11,6 +11,7 @@ client (``BrokerLink``). Firmware images for OTA are served over HTTPS (``Firmwa
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -31,7 +32,7 @@ from jumpstart.cloud.firmware import FirmwareServer
 from jumpstart.cloud.gateway.broker import Broker, BrokerLimits, RequestHandler
 from jumpstart.cloud.gateway.retained import SqliteRetainedStore
 from jumpstart.cloud.gateway.server import GatewayServer
-from jumpstart.cloud.home import CloudHome
+from jumpstart.cloud.home import CloudHome, RunningEndpoints
 from jumpstart.cloud.jobs.mqtt import JobsRequests
 from jumpstart.cloud.jobs.service import JobsService
 from jumpstart.cloud.jobs.store import JobStore, SqliteJobStore
@@ -137,6 +138,7 @@ class CloudService:
         self.firmware_port = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._revocations: asyncio.Task[None] | None = None
+        self.endpoints: RunningEndpoints | None = None
 
     def authenticate(self, der: bytes) -> Principal | None:
         """The principal of an active certificate issued by this cloud, else None."""
@@ -171,6 +173,10 @@ class CloudService:
             raise
         self._sweeper = asyncio.create_task(self._sweep_job_timeouts())
         self._revocations = asyncio.create_task(self._sweep_revocations())
+        self.endpoints = RunningEndpoints(
+            os.getpid(), self.mqtt_port, self.rest_port, self.firmware_port
+        )
+        self.home.record_endpoints(self.endpoints)
 
     async def _start_servers(self) -> None:
         config = self.config
@@ -237,6 +243,8 @@ class CloudService:
         for task in (self._sweeper, self._revocations):
             if task is not None:
                 task.cancel()
+        if self.endpoints is not None:
+            self.home.forget_endpoints(self.endpoints)
         await self.rest.close()
         await self.firmware.close()
         await self._close_broker()

@@ -101,6 +101,11 @@ class JumpstartHome:
             return []
         return sorted(p.name for p in self.devices_path.iterdir() if (p / "efuse.json").exists())
 
+    def delete_device(self, folder: DeviceFolder) -> None:
+        """Remove a device's folder (flash, eFuses, console log)."""
+        with folder_lock(self.devices_path):
+            shutil.rmtree(folder.path)
+
     def create_device(
         self, name: str, *, flash_size: int = 4 * 1024 * 1024, mac: bytes | None = None
     ) -> DeviceFolder:

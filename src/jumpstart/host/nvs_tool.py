@@ -8,6 +8,7 @@ never leaves a partial or empty file behind (the generator leaves a 0-byte one).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,33 @@ def _target(outdir: Path, name: str | Path) -> Path:
 def _save(path: Path, data: bytes) -> None:
     # like the generator, create --outdir (and keys/) as needed
     write_atomically(path, data, make_parents=True)
+
+
+def _save_key(path: Path, data: bytes, *, named: bool) -> Path:
+    """Write a new key file, never over an existing one (a lost key is a lost partition).
+    A default (time-stamped) name that is taken gets a ``-2``, ``-3``... suffix; a name the
+    user chose that is taken is an error. O_EXCL: two runs at once cannot both take a name."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"cannot create {path.parent}: {err.strerror}") from None
+    candidate = path
+    for n in range(2, 1000):
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if named:
+                raise InputError(
+                    f"{candidate} exists; a key file is never overwritten: choose another name"
+                ) from None
+            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+            continue
+        except OSError as err:
+            raise InputError(f"cannot write {candidate}: {err.strerror}") from None
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        return candidate
+    raise InputError(f"too many key files named {path.stem}-N in {path.parent}")
 
 
 def read_keys(path: Path) -> NvsKeys:
@@ -107,10 +135,9 @@ def generate_key(request: KeyRequest, *, outdir: Path | None = None) -> KeyFiles
         keys = NvsKeys.from_hmac(hmac_key)
     else:
         keys = NvsKeys(secrets.token_bytes(32), secrets.token_bytes(32))
-    target = _target(keys_dir, name)
     if hmac_path is not None:
-        _save(hmac_path, hmac_key)
-    _save(target, keys.to_bytes())
+        hmac_path = _save_key(hmac_path, hmac_key, named=request.kp_hmac_keyfile is not None)
+    target = _save_key(_target(keys_dir, name), keys.to_bytes(), named=request.keyfile is not None)
     return KeyFiles(keys, target, hmac_path)
 
 

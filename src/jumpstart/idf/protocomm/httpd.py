@@ -2,8 +2,15 @@
 
 Every endpoint is ``POST /<name>`` with a raw body of 1..4096 bytes; the answer is a 200 with
 the raw response. Which security session a request belongs to follows the cookie rules of
-``HttpSessions``. Any failure closes the socket without an HTTP response, which is how Espressif's
-clients learn that a handshake was refused.
+``HttpSessions``. A handler failure closes the socket without an HTTP response, which is how
+Espressif's clients learn that a handshake was refused.
+
+The bytes on the wire are esp_http_server's (``httpd_resp_send``, ESP-IDF v5.5): the status
+line with its reason phrase, ``Content-Type``, ``Content-Length``, then the handler's headers
+(``Set-Cookie``) in that spelling, no ``Connection`` or ``Date``. An idle connection is never
+timed out (httpd's ``select`` has no timeout); the 5 s receive timeout applies only once a
+request has begun, and then ends it with 408. An unknown URI (404) or method (405) is answered
+with httpd's own text and the socket is closed, as ``httpd_req_handle_err`` does.
 """
 
 from __future__ import annotations
@@ -29,8 +36,28 @@ MAX_BODY = 4096
 # PROTOCOMM_HTTPD_DEFAULT_CONFIG: one open socket; a new one purges the least recently used.
 MAX_OPEN_SOCKETS = 1
 READ_CHUNK = 8192
-# An idle keep-alive socket is closed after this long (esp_http_server's recv timeout order).
-IDLE_TIMEOUT_S = 30.0
+# HTTPD_DEFAULT_CONFIG's recv_wait_timeout: a request that has begun must go on arriving.
+RECV_WAIT_TIMEOUT_S = 5.0
+# httpd_resp_send_err's texts (esp_http_server/src/httpd_txrx.c).
+NOT_FOUND = (404, "Not Found", b"Nothing matches the given URI")
+METHOD_NOT_ALLOWED = (405, "Method Not Allowed", b"Specified method is invalid for this resource")
+REQUEST_TIMEOUT = (408, "Request Timeout", b"Server closed this connection")
+HTTPD_TYPE_TEXT = b"text/html"  # the default Content-Type of every response
+
+
+def response_bytes(
+    status: int, reason: str, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> bytes:
+    """A response as ``httpd_resp_send`` writes it."""
+    head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (
+        status,
+        reason.encode(),
+        HTTPD_TYPE_TEXT,
+        len(body),
+    )
+    for name, value in headers or []:
+        head += name + b": " + value + b"\r\n"
+    return head + b"\r\n" + body
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +105,14 @@ class HttpSessions:
 
 class _RefusedError(Exception):
     """Close the socket without answering."""
+
+
+class _AnsweredError(Exception):
+    """Close the socket after sending ``response`` (httpd's own errors)."""
+
+    def __init__(self, response: bytes, why: str) -> None:
+        super().__init__(why)
+        self.response = response
 
 
 class ProtocommHttpd:
@@ -138,7 +173,12 @@ class ProtocommHttpd:
         self._sockets[socket_id] = writer
         try:
             await self._exchanges(socket_id, reader, writer)
-        except (_RefusedError, h11.RemoteProtocolError, ConnectionError, TimeoutError) as err:
+        except _AnsweredError as err:
+            self.log.d(TAG, f"closing socket {socket_id} after an error response: {err}")
+            with contextlib.suppress(ConnectionError):
+                writer.write(err.response)
+                await writer.drain()
+        except (_RefusedError, h11.RemoteProtocolError, ConnectionError) as err:
             self.log.d(TAG, f"closing socket {socket_id}: {err}")
         finally:
             self._tasks.discard(task)
@@ -153,10 +193,14 @@ class ProtocommHttpd:
             request, body = await self._receive(conn, reader)
             if request is None:
                 return
-            status, headers, payload = self._respond(socket_id, request, body)
-            writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
-            writer.write(conn.send(h11.Data(data=payload)))
-            writer.write(conn.send(h11.EndOfMessage()))
+            response = self._respond(socket_id, request, body)
+            # h11 keeps the connection's state; the bytes are httpd's own (response_bytes).
+            conn.send(
+                h11.Response(status_code=200, headers=[("Content-Length", str(len(response[1])))])
+            )
+            conn.send(h11.Data(data=response[1]))
+            conn.send(h11.EndOfMessage())
+            writer.write(response[0])
             await writer.drain()
             if conn.our_state is h11.MUST_CLOSE:
                 return
@@ -168,12 +212,12 @@ class ProtocommHttpd:
     ) -> tuple[h11.Request | None, bytes]:
         request: h11.Request | None = None
         body = bytearray()
+        begun = bool(conn.trailing_data[0])  # pipelined bytes of this request came already
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                # asyncio.timeout: wait_for (3.11) may swallow the cancellation of a restart.
-                async with asyncio.timeout(IDLE_TIMEOUT_S):
-                    data = await reader.read(READ_CHUNK)
+                data = await self._read(reader, begun)
+                begun = begun or bool(data)
                 conn.receive_data(data)
                 if not data and request is None:
                     return None, b""
@@ -193,18 +237,26 @@ class ProtocommHttpd:
                 assert request is not None
                 return request, bytes(body)
 
-    def _respond(
-        self, socket_id: int, request: h11.Request, body: bytes
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader, begun: bool) -> bytes:
+        """The next bytes: waiting as long as it takes between requests, at most
+        RECV_WAIT_TIMEOUT_S once a request has begun (then 408 and close)."""
+        if not begun:
+            return await reader.read(READ_CHUNK)
+        try:
+            # asyncio.timeout: wait_for (3.11) may swallow the cancellation of a restart.
+            async with asyncio.timeout(RECV_WAIT_TIMEOUT_S):
+                return await reader.read(READ_CHUNK)
+        except TimeoutError:
+            raise _AnsweredError(response_bytes(*REQUEST_TIMEOUT), "request timed out") from None
+
+    def _respond(self, socket_id: int, request: h11.Request, body: bytes) -> tuple[bytes, bytes]:
+        """The response's bytes and its body."""
         name = request.target.decode("latin-1").lstrip("/")
         if name not in self.protocomm.endpoints:
-            return 404, _plain(b"This URI does not exist"), b"This URI does not exist"
+            raise _AnsweredError(response_bytes(*NOT_FOUND), f"no URI /{name}")
         if request.method != b"POST":
-            return (
-                405,
-                _plain(b"Request method for this URI is not handled by server"),
-                (b"Request method for this URI is not handled by server"),
-            )
+            raise _AnsweredError(response_bytes(*METHOD_NOT_ALLOWED), f"{request.method!r} /{name}")
         cookies = [value for key, value in request.headers if key == b"cookie"]
         cookie = cookies[0].decode("latin-1") if cookies else None
         choice = self.sessions.resolve(socket_id, cookie)
@@ -216,14 +268,10 @@ class ProtocommHttpd:
         except Exception as err:  # a handler bug must not take the server down
             self.log.e(TAG, f"/{name}: handler failed: {err!r}")
             raise _RefusedError(repr(err)) from None
-        headers = [(b"content-type", b"text/html"), (b"content-length", b"%d" % len(response))]
-        if choice.set_cookie is not None:
-            headers.append((b"set-cookie", choice.set_cookie.encode()))
-        return 200, headers, response
-
-
-def _plain(body: bytes) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"text/html"), (b"content-length", b"%d" % len(body))]
+        headers = []
+        if choice.set_cookie is not None:  # only a new session's first response sets it
+            headers.append((b"Set-Cookie", choice.set_cookie.encode()))
+        return response_bytes(200, "OK", response, headers), response
 
 
 def _content_length(request: h11.Request) -> int | None:
