@@ -26,11 +26,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from awscrt import mqtt
-from awsiot import mqtt_connection_builder
+from awscrt import mqtt, mqtt5, mqtt_request_response
+from awsiot import iotshadow, mqtt5_client_builder, mqtt_connection_builder
 
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import Role
@@ -361,6 +363,74 @@ def _awscrt_round_trip(server: Server, ca: Path, creds: Credentials, thing: str)
     return samples
 
 
+def _shadow_v2_round_trips(
+    server: Server, ca: Path, creds: Credentials, thing: str, mode: str
+) -> list[float]:
+    """awsiotsdk's request-response shadow client (IotShadowClientV2): update_shadow ->
+    accepted, over MQTT 3.1.1 ("311"), MQTT 5 as built by default ("5"), or MQTT 5 without
+    awscrt's IoT Core flow control ("5-no-flow-control")."""
+    common = {
+        "endpoint": "localhost",
+        "port": server.mqtt_port,
+        "cert_filepath": str(creds.cert),
+        "pri_key_filepath": str(creds.key),
+        "ca_filepath": str(ca),
+        "client_id": f"{thing}-v2",  # beside the fleet's own connection of this thing
+    }
+    options = mqtt_request_response.ClientOptions(
+        max_request_response_subscriptions=4,
+        max_streaming_subscriptions=4,
+        operation_timeout_in_seconds=5,
+    )
+    stop: Callable[[], None]
+    if mode == "311":
+        connection = mqtt_connection_builder.mtls_from_path(
+            clean_session=True, keep_alive_secs=60, **common
+        )
+        connection.connect().result(10)
+        client = iotshadow.IotShadowClientV2(connection, options)
+
+        def stop() -> None:
+            connection.disconnect().result(5)
+
+    else:
+        connected: Future[None] = Future()
+        stopped: Future[None] = Future()
+        extra = {}
+        if mode == "5-no-flow-control":
+            extra["extended_validation_and_flow_control_options"] = (
+                mqtt5.ExtendedValidationAndFlowControlOptions.NONE
+            )
+        mqtt5_client = mqtt5_client_builder.mtls_from_path(
+            on_lifecycle_connection_success=lambda _data: connected.set_result(None),
+            on_lifecycle_stopped=lambda _data: stopped.set_result(None),
+            **common,
+            **extra,
+        )
+        mqtt5_client.start()
+        connected.result(10)
+        client = iotshadow.IotShadowClientV2(mqtt5_client, options)
+
+        def stop() -> None:
+            mqtt5_client.stop()
+            stopped.result(10)
+
+    samples = []
+    try:
+        for n in range(AWSCRT_SAMPLES + 5):
+            request = iotshadow.UpdateShadowRequest(
+                thing_name=thing, state=iotshadow.ShadowState(reported={"v2": n})
+            )
+            sent = time.perf_counter()
+            client.update_shadow(request).result(5)
+            if n >= 5:
+                samples.append((time.perf_counter() - sent) * 1000)
+    finally:
+        del client
+        stop()
+    return samples
+
+
 def _row(name: str, ours: float, base: float | None, unit: str, target: str = "") -> None:
     base_text = f"mosquitto {base:9.2f} {unit:<5}" if base is not None else " " * 25
     ratio = f"ratio {ours / base:6.2f}" if base else " " * 12
@@ -452,6 +522,11 @@ async def _measure(
             crt = await asyncio.to_thread(_awscrt_round_trip, server, ca, creds[1][1], names[1])
             results["crt50"] = statistics.median(crt)
             results["crt99"] = _percentile(crt, 99)
+            for mode in ("311", "5", "5-no-flow-control"):
+                v2 = await asyncio.to_thread(
+                    _shadow_v2_round_trips, server, ca, creds[3][1], names[3], mode
+                )
+                results[f"v2-{mode}"] = statistics.median(v2)
             shadow = await _shadow_round_trips(
                 server.mqtt_port, _context(ca, creds[2][1]), names[2]
             )
@@ -489,6 +564,16 @@ async def _measure(
     crt50 = results["crt50"]
     _row("awscrt update -> accepted p50", crt50, None, "ms", _target(crt50 < 2, "< 2"))
     _row("awscrt update -> accepted p99", results["crt99"], None, "ms")
+    for mode, label in (
+        ("311", "MQTT 3.1.1"),
+        ("5", "MQTT 5"),
+        ("5-no-flow-control", "MQTT 5, flow control off"),
+    ):
+        v2 = results[f"v2-{mode}"]
+        print(
+            f"{'awsiotsdk ShadowClientV2 ' + label + ' p50':<44} {v2:9.2f} ms   "
+            f"V1 MQTT 3.1.1 {crt50:7.2f} ms   ratio {v2 / crt50:6.2f}"
+        )
     _row("update -> accepted p50 (NODELAY client)", results["shadow50"], None, "ms")
     _row("update -> accepted p99 (NODELAY client)", results["shadow99"], None, "ms")
     return results

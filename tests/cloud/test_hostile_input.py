@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import random
+import re
 import socket
 from typing import Any
 
@@ -149,3 +152,125 @@ def test_mqtt_requests_with_hostile_json_are_rejected_and_the_connection_lives(
 
 def _payload(message: tuple[str, bytes]) -> bytes:
     return message[1]
+
+
+REST_ROUTES = [
+    ("GET", "/things/outlet1/shadow"),
+    ("POST", "/things/outlet1/shadow"),
+    ("DELETE", "/things/outlet1/shadow"),
+    ("POST", "/things/outlet1/shadow?name=fuzz"),
+    ("GET", "/api/things/shadow/ListNamedShadowsForThing/outlet1"),
+    ("POST", "/topics/fuzz/topic"),
+    ("PUT", "/jobs/fuzz-job"),
+    ("GET", "/jobs"),
+    ("GET", "/jobs/fuzz-job"),
+    ("PUT", "/jobs/fuzz-job/cancel"),
+    ("GET", "/jobs/fuzz-job/job-document"),
+    ("GET", "/jobs/fuzz-job/things"),
+    ("GET", "/things/outlet1/jobs"),
+    ("GET", "/things/outlet1/jobs/fuzz-job"),
+    ("GET", "/health"),
+]
+QUERIES = [
+    "?name=%ff%fe",
+    "?name=" + "n" * 300,
+    "?qos=9",
+    "?qos=-1",
+    "?retain=maybe",
+    "?pageSize=-5",
+    "?pageSize=99999999999999999999",
+    "?nextToken=%00%01",
+    "?force=%ff",
+    "?a=1&a=2&a=3",
+]
+PATH_NOISE = [
+    "/%ff%fe",
+    "/" + "x" * 300,
+    "/..",
+    "/%2e%2e/%2e%2e",
+    "//",
+    "/\u00e9".encode().decode(),
+]
+REQUESTS_PER_ROUTE = 12
+
+
+def _fuzz_body(rng: random.Random) -> bytes:
+    kind = rng.randrange(8)
+    if kind == 0:
+        return rng.randbytes(rng.randint(1, 300))
+    if kind == 1:
+        return b"\xff\xfe" + rng.randbytes(20)  # not UTF-8
+    if kind == 2:
+        return rng.choice([b"[", b'{"a":']) * rng.randint(100, 3000)
+    if kind == 3:
+        return rng.choice(list(HOSTILE_SHADOW_BODIES.values())).encode()
+    if kind == 4:
+        return rng.choice([b"[]", b'"text"', b"42", b"null", b"true", b"{}"])
+    if kind == 5:
+        targets = rng.choice([[], ["x"], [1], "notalist", None])
+        return json.dumps({"targets": targets, "document": rng.choice(["{}", 5, None])}).encode()
+    if kind == 6:
+        return json.dumps(
+            {
+                "state": {"desired": {"k": rng.random()}},
+                "version": rng.choice([0, -1, 2**70, "1", None, 1.5]),
+            }
+        ).encode()
+    return b""
+
+
+def _send_raw(cloud: RunningCloud, request: bytes) -> bytes:
+    context = tls_context(cloud, cloud.creds["admin"])
+    with (
+        socket.create_connection(("127.0.0.1", cloud.rest_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(request)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := tls.recv(65536):
+                answer += chunk
+                if _complete(answer):
+                    break
+    return answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    found = re.search(rb"(?i)\r\ncontent-length: (\d+)", head)
+    return found is not None and len(body) >= int(found[1])
+
+
+def test_rest_fuzz_every_route_gets_an_answer_and_the_cloud_serves_on(
+    cloud: RunningCloud,
+) -> None:
+    rng = random.Random(20261129)
+    answered = 0
+    for method, route in REST_ROUTES:
+        for n in range(REQUESTS_PER_ROUTE):
+            path = route
+            if n % 3 == 1:
+                path += rng.choice(QUERIES)
+            elif n % 3 == 2:
+                path = route.replace("/outlet1", rng.choice(PATH_NOISE), 1)
+            body = _fuzz_body(rng) if n % 4 else b""
+            head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+            head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            answer = _send_raw(cloud, head.encode("utf-8", "surrogatepass") + body)
+            status_line, _, rest = answer.partition(b"\r\n")
+            assert re.fullmatch(rb"HTTP/1\.1 [1-5]\d\d [A-Za-z -]+", status_line), (path, answer)
+            status = int(status_line.split()[1])
+            assert status < 500, (method, path, body[:60], answer[:300])
+            payload = rest.partition(b"\r\n\r\n")[2]
+            doc = _strict(payload)  # always strict JSON
+            if status >= 400:
+                assert "message" in doc
+            answered += 1
+    assert answered == len(REST_ROUTES) * REQUESTS_PER_ROUTE
+    # A normal round trip afterwards.
+    body = b'{"state":{"reported":{"after":"fuzz"}}}'
+    assert _https(cloud, "POST", "/things/outlet2/shadow", body)[0] == 200
+    status, doc, _ = _https(cloud, "GET", "/things/outlet2/shadow", b"")
+    assert (status, doc["state"]["reported"]["after"]) == (200, "fuzz")

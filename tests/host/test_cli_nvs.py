@@ -166,6 +166,17 @@ def test_dash_h_is_help_and_flags_show_no_type(
     assert "-h, --help" in out
 
 
+def test_help_texts_say_what_the_commands_do(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["idf", "build", "-h"]) == 0
+    assert "Override a [config] value: KEY=VALUE (repeatable)" in capsys.readouterr().out
+    assert main(["prov", "-h"]) == 0
+    out = capsys.readouterr().out
+    assert "jumpstart prov --qr '{" in out
+    assert "--ssid myssid --passphrase mypassword" in out
+    assert main(["device", "run", "-h"]) == 0
+    assert "stays in the foreground until Ctrl-C" in " ".join(capsys.readouterr().out.split())
+
+
 def test_keygen_never_overwrites_a_key_file(
     tmp_path: Path, csv_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -72,7 +72,10 @@ def print_qr(ctx: AppContext, name: str, pop: str | None, transport: str) -> Non
     if pop is not None:
         payload["pop"] = pop
     if int(ctx.config["prov_security"]) == 2:
-        payload["username"] = str(ctx.config["prov_sec2_username"])
+        # The user the factory's salt and verifier were made for, when it wrote them.
+        payload["username"] = factory_string(ctx, "sec2_username") or str(
+            ctx.config["prov_sec2_username"]
+        )
     payload["transport"] = transport
     text = json.dumps(payload, separators=(",", ":"))
     ctx.log.i(TAG, "Scan this QR code from the provisioning application for Provisioning.")

@@ -19,7 +19,7 @@ from pathlib import Path
 import h11
 
 from jumpstart.cloud.home import CloudHome
-from jumpstart.cloud.https_server import HttpsServer, receive_request
+from jumpstart.cloud.https_server import HttpsServer, reason_phrase, receive_request
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
 
@@ -149,7 +149,7 @@ class FirmwareServer(HttpsServer):
             return
         size = path.stat().st_size
         headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))]
-        writer.write(conn.send(h11.Response(status_code=200, headers=headers)))
+        writer.write(conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK")))
         if method == "GET":
             with path.open("rb") as image:
                 while chunk := image.read(SEND_CHUNK):
@@ -165,7 +165,13 @@ class FirmwareServer(HttpsServer):
     ) -> None:
         body = (text + "\n").encode()
         headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
-        writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+        writer.write(
+            conn.send(
+                h11.Response(
+                    status_code=status, headers=headers, reason=reason_phrase(status).encode()
+                )
+            )
+        )
         writer.write(conn.send(h11.Data(data=body)))
         writer.write(conn.send(h11.EndOfMessage()))
         await writer.drain()

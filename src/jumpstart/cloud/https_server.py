@@ -19,7 +19,7 @@ from http import HTTPStatus
 
 import h11
 
-__all__ = ["HttpRefusalError", "HttpsServer", "receive_request"]
+__all__ = ["HttpRefusalError", "HttpsServer", "reason_phrase", "receive_request"]
 
 READ_CHUNK = 64 * 1024
 IDLE_TIMEOUT_S = 60.0
@@ -34,7 +34,8 @@ class HttpRefusalError(Exception):
         self.message = message
 
 
-def _reason(status: int) -> str:
+def reason_phrase(status: int) -> str:
+    """The status line's reason phrase (h11 sends none unless told)."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -101,7 +102,7 @@ class HttpsServer:
     ) -> None:
         """Answer outside h11's state machine: the connection ends after it anyway."""
         headers, body = self.refusal_body(why)
-        lines = [f"HTTP/1.1 {status} {_reason(status)}"]
+        lines = [f"HTTP/1.1 {status} {reason_phrase(status)}"]
         lines += [f"{name}: {value}" for name, value in headers]
         lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
         with contextlib.suppress(*self.quiet_errors):

@@ -34,7 +34,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 
 from jumpstart.cloud import json_input
-from jumpstart.cloud.https_server import HttpRefusalError, HttpsServer, receive_request
+from jumpstart.cloud.https_server import (
+    HttpRefusalError,
+    HttpsServer,
+    reason_phrase,
+    receive_request,
+)
 from jumpstart.cloud.jobs.model import (
     ALL_THINGS_GROUP,
     Job,
@@ -152,7 +157,13 @@ class RestServer(HttpsServer):
             headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
             payload = json_input.encode(doc)
             headers.append(("Content-Length", str(len(payload))))
-            writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+            writer.write(
+                conn.send(
+                    h11.Response(
+                        status_code=status, headers=headers, reason=reason_phrase(status).encode()
+                    )
+                )
+            )
             writer.write(conn.send(h11.Data(data=payload)))
             writer.write(conn.send(h11.EndOfMessage()))
             await writer.drain()

@@ -143,3 +143,41 @@ def test_gateway_over_tls_closes_malformed_connections_only(cloud: RunningCloud)
         assert len(cloud.service.broker.connections) == 1
     finally:
         bystander.close()
+
+
+# CONNECT as outlet1 (MQTT 3.1.1, clean session, keep-alive 60).
+CONNECT = encode_packet(Connect(client_id="outlet1"), ProtocolVersion.MQTT311)
+MALFORMED_WIRE = {
+    "qos-3-publish": bytes([0x36, 0x0B, 0x00, 0x05]) + b"a/b/c" + b"\x00\x01" + b"xx",
+    "wildcard-in-publish-topic": bytes([0x30, 0x07, 0x00, 0x03]) + b"a/#" + b"xx",
+    "plus-in-publish-topic": bytes([0x30, 0x07, 0x00, 0x03]) + b"a/+" + b"xx",
+    "invalid-utf8-topic": bytes([0x30, 0x07, 0x00, 0x03]) + b"a\xff\xfe" + b"xx",
+    "nul-in-topic": bytes([0x30, 0x07, 0x00, 0x03]) + b"a\x00b" + b"xx",
+    "five-byte-remaining-length": bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]),
+    "huge-declared-length": bytes([0x30, 0xFF, 0xFF, 0xFF, 0x7F]) + b"\x00" * 64,
+    "reserved-packet-type-0": bytes([0x00, 0x00]),
+    "reserved-packet-type-15": bytes([0xF0, 0x00]),
+    "subscribe-bad-flags": bytes([0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b"#"[0], 0x01]),
+    "subscribe-qos-3": bytes([0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b"#"[0], 0x03]),
+    "second-connect": CONNECT,
+    "connack-from-client": bytes([0x20, 0x02, 0x00, 0x00]),
+    "pubrel-qos-2-flow": bytes([0x62, 0x02, 0x00, 0x01]),
+}
+
+
+@ONLY_EMBEDDED
+def test_each_malformed_packet_over_tls_is_closed_and_the_cloud_serves_on(
+    cloud: RunningCloud,
+) -> None:
+    bystander = PahoDevice(cloud, cloud.creds["app"], client_id="vector-bystander")
+    bystander.connect()
+    try:
+        bystander.subscribe("alive/#")
+        context = tls_context(cloud, cloud.creds["outlet1"])
+        for name, data in MALFORMED_WIRE.items():
+            item = FuzzInput(ProtocolVersion.MQTT311, CONNECT, data)
+            assert _closed_by_server(context, cloud.mqtt_port, item), name
+            bystander.publish(f"alive/{name}", b"yes")
+            assert bystander.messages.get(timeout=5) == (f"alive/{name}", b"yes"), name
+    finally:
+        bystander.close()

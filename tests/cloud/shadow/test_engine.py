@@ -173,6 +173,8 @@ def test_optimistic_locking() -> None:
 @pytest.mark.parametrize(
     ("rule", "version", "outcome"),
     [
+        (VersionOnCreate.MATCHES_LATEST, 0, 1),
+        (VersionOnCreate.MATCHES_LATEST, 1, 409),
         (VersionOnCreate.MUST_BE_NEXT, 1, 1),
         (VersionOnCreate.MUST_BE_NEXT, 3, 400),
         (VersionOnCreate.IGNORED, 3, 1),
@@ -180,11 +182,38 @@ def test_optimistic_locking() -> None:
 )
 def test_version_on_create_setting(rule: VersionOnCreate, version: int, outcome: int) -> None:
     request = {"state": {"reported": {"a": 1}}, "version": version}
-    if outcome == 400:
-        with pytest.raises(ShadowError, match="Invalid version"):
+    if outcome >= 400:
+        with pytest.raises(ShadowError) as refused:
             _update(None, request, version_on_create=rule)
+        assert refused.value.code == outcome
     else:
         assert _update(None, request, version_on_create=rule).shadow.version == outcome
+
+
+def test_choices_aws_leaves_open() -> None:
+    """The README's table of choices: each as the default settings answer it."""
+    created = update_shadow(None, b'{"state":{"desired":{"a":1}}}', T0).shadow  # version 1
+    # After a delete (reply version 2), an update matching that version is accepted and
+    # makes version 3; the next one (3) is a conflict, as is any other.
+    deleted, reply = delete_shadow(created, "t", T0 + 1)
+    assert reply["version"] == 2
+    for wrong in (1, 3):
+        with pytest.raises(ShadowError) as conflict:
+            update_shadow(deleted, b'{"state":{"desired":{"a":2}},"version":%d}' % wrong, T0 + 2)
+        assert conflict.value.code == 409
+    again = update_shadow(deleted, b'{"state":{"desired":{"a":2}},"version":2}', T0 + 2)
+    assert again.shadow.version == 3
+    # "version": null is no version: no check.
+    nulled = update_shadow(again.shadow, b'{"state":{"desired":{"a":3}},"version":null}', T0 + 3)
+    assert nulled.shadow.version == 4
+    # {"state": null} clears the shadow; its answer's metadata is {"timestamp": t}, as AWS's.
+    cleared = update_shadow(nulled.shadow, b'{"state":null}', T0 + 4)
+    assert cleared.accepted == {
+        "state": None,
+        "metadata": {"timestamp": T0 + 4},
+        "version": 5,
+        "timestamp": T0 + 4,
+    }
 
 
 @pytest.mark.parametrize(

@@ -66,8 +66,13 @@ class EmptySection(Enum):
 
 
 class VersionOnCreate(Enum):
-    """What a ``version`` in the request that creates a shadow means (spec section 2.6)."""
+    """What a ``version`` in the request that creates a shadow means (spec section 2.6): one
+    that never existed, or one deleted (whose version is remembered for 48 hours)."""
 
+    # The developer guide: an update is processed "only if the specified version matches the
+    # latest version it has": 0 for a shadow that never existed, the delete's version for a
+    # deleted one (a delete adds 1; the re-created shadow's version "will follow"). Else 409.
+    MATCHES_LATEST = "matches-latest"
     MUST_BE_NEXT = "must-be-next"  # 400 "Invalid version" unless it is the version to be made
     IGNORED = "ignored"
 
@@ -80,7 +85,7 @@ class ShadowSettings:
     max_client_token_bytes: int = 64
     delta_rule: DeltaRule = DeltaRule.DESIRED_TOUCHED
     empty_section: EmptySection = EmptySection.NO_OP
-    version_on_create: VersionOnCreate = VersionOnCreate.MUST_BE_NEXT
+    version_on_create: VersionOnCreate = VersionOnCreate.MATCHES_LATEST
 
 
 class ShadowError(InputError):
@@ -259,7 +264,8 @@ def _update(
 
     version = (stored.version if stored is not None else 0) + 1
     shadow = StoredShadow(new_state, new_meta, version, now, exists=True)
-    accepted: dict[str, Json] = {"state": state, "metadata": {}}
+    # {"state": null}: AWS answers metadata {"timestamp": t} (observed reply, moto #9237).
+    accepted: dict[str, Json] = {"state": state, "metadata": {"timestamp": now}}
     if state is not None:
         accepted["metadata"] = {s: _request_metadata(state[s], now) for s in SECTIONS if s in state}
     accepted.update(version=version, timestamp=now)
@@ -307,14 +313,14 @@ def _validate(
             raise ShadowError(400, f"{section.capitalize()} node must be an object")
         if value is not None:
             _check_tree(value, settings.max_depth)
+    # "version": null is no version (as AWS's Greengrass shadow manager reads it).
     if version is not None:
         current = stored.version if stored is not None else 0
-        if stored is None or not stored.exists:
-            if settings.version_on_create is VersionOnCreate.MUST_BE_NEXT and (
-                version != current + 1
-            ):
-                raise ShadowError(400, "Invalid version")
-        elif version != current:
+        creating = stored is None or not stored.exists
+        rule = settings.version_on_create if creating else VersionOnCreate.MATCHES_LATEST
+        if rule is VersionOnCreate.MUST_BE_NEXT and version != current + 1:
+            raise ShadowError(400, "Invalid version")
+        if rule is VersionOnCreate.MATCHES_LATEST and version != current:
             raise ShadowError(409, "Version conflict")
     return state
 

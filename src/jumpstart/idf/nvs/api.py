@@ -17,6 +17,7 @@ from jumpstart.errors import InputError
 from jumpstart.formats.nvs import (
     KEY_MAX_LENGTH,
     NS_ANY,
+    BlobVersion,
     ItemType,
     NvsKeys,
     NvsKeysError,
@@ -50,6 +51,10 @@ class OpenMode(IntEnum):
 
     READONLY = 0
     READWRITE = 1
+
+
+# The chunk index of a multi-page blob's first data chunk, for each of its two versions.
+FIRST_CHUNKS = frozenset(version.value for version in BlobVersion)
 
 
 class NvsType(IntEnum):
@@ -383,7 +388,11 @@ class NvsFlash:
         namespace: str | None = None,
         type: NvsType = NvsType.ANY,
     ) -> Iterator[EntryInfo]:
-        """``nvs_entry_find`` / ``nvs_entry_next`` / ``nvs_entry_info``."""
+        """``nvs_entry_find`` / ``nvs_entry_next`` / ``nvs_entry_info``.
+
+        As ``Storage::nextEntry`` (``isIterableItem``, ``isMultipageBlob``): old-format BLOB
+        and BLOB_IDX items are not listed; a multi-page blob is listed once, through its
+        first data chunk (chunk index 0x00 or 0x80), as NVS_TYPE_BLOB."""
         storage = self.storage(partition)
         names = {index: key for key, index in storage.namespaces.items()}
         wanted = NS_ANY
@@ -393,15 +402,13 @@ class NvsFlash:
             except NvsError:
                 return
         for item in storage.items():
-            if item.ns_index == 0 or item.type == ItemType.BLOB_DATA:
+            if item.ns_index == 0 or item.type in (ItemType.BLOB, ItemType.BLOB_IDX):
+                continue
+            if item.type == ItemType.BLOB_DATA and item.chunk_index not in FIRST_CHUNKS:
                 continue
             if wanted not in (NS_ANY, item.ns_index):
                 continue
-            kind = (
-                NvsType.BLOB
-                if item.type in (ItemType.BLOB_IDX, ItemType.BLOB)
-                else NvsType(item.type)
-            )
+            kind = NvsType(item.type)  # BLOB_DATA is NVS_TYPE_BLOB (0x42)
             if type is not NvsType.ANY and kind is not type:
                 continue
             ns_name = names.get(item.ns_index, b"").split(b"\x00", 1)[0].decode("utf-8", "replace")

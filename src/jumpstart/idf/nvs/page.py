@@ -294,7 +294,12 @@ class NvsPage:
                 self._write_entry(payload_entries(data[whole:]))
 
     def copy_items(self, other: NvsPage) -> None:
-        """Copy every written item to ``other`` entry by entry (garbage collection)."""
+        """Copy every written item to ``other`` entry by entry (garbage collection).
+
+        As ``Page::copyItems``: a page with no live entry copies nothing and writes nothing,
+        not even ``other``'s header (it is written on ``other``'s first write)."""
+        if not self.items:
+            return
         if other.state is PageState.UNINITIALIZED:
             other.initialize()
         for index, item in list(self.items.items()):

@@ -70,13 +70,15 @@ PASSPHRASE_MAX = 63
 
 
 class ProvState(Enum):
-    IDLE = auto()
-    STARTING = auto()
-    STARTED = auto()
-    CRED_RECV = auto()
-    SUCCESS = auto()
-    FAIL = auto()
-    STOPPING = auto()
+    """``wifi_prov_mgr_state_t``, with its C values (the logs print them)."""
+
+    IDLE = 0
+    STARTING = 1
+    STARTED = 2
+    CRED_RECV = 3
+    FAIL = 4
+    SUCCESS = 5
+    STOPPING = 6
 
 
 class StaState(Enum):
@@ -321,6 +323,10 @@ class WifiProvManager:
     def reset_on_failure(self) -> bool:
         """CtrlReset / ``wifi_prov_mgr_reset_sm_state_on_failure``."""
         if self.state is not ProvState.FAIL:
+            self.log.e(
+                TAG,
+                f"Trying reset when not in failure state. Current state: {self.state.value}",
+            )
             return False
         self._cancel_connect()
         self.wifi.disconnect()
@@ -332,7 +338,11 @@ class WifiProvManager:
 
     def reset_for_reprovision(self) -> bool:
         """CtrlReprov / ``wifi_prov_mgr_reset_sm_state_for_reprovision``."""
-        if self.config.autostop or self.state in (ProvState.IDLE, ProvState.STOPPING):
+        if self.config.autostop:
+            self.log.e(TAG, "Execute wifi_prov_mgr_disable_auto_stop() before calling this API")
+            return False
+        if self.state in (ProvState.IDLE, ProvState.STOPPING):
+            self.log.e(TAG, f"Trying re-provision while provisioning is {self.state.name.lower()}")
             return False
         self._cancel_connect()
         self.wifi.set_storage(WifiStorage.RAM)
