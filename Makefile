@@ -9,7 +9,7 @@ RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed-test
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run test system-deps lint typecheck unit bench protos clean
+.PHONY: run test system-deps lint typecheck unit bench fuzz protos clean
 
 $(BIN)/python:
 	@echo "creating $(VENV) (Python virtual environment)"
@@ -55,6 +55,10 @@ protos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# The fuzz regression tests at 20 times their CI size (MQTT over TLS, REST, the MQTT core).
+fuzz: $(STAMP)
+	JUMPSTART_FUZZ_SCALE=20 $(BIN)/pytest -q tests/cloud/gateway/test_fuzz.py tests/cloud/test_hostile_input.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

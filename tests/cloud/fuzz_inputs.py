@@ -7,6 +7,7 @@ handling is reached too). Mutations start from valid packets of both protocol ve
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from jumpstart.formats.mqtt import (
 )
 
 V3, V5 = ProtocolVersion.MQTT311, ProtocolVersion.MQTT5
+# CI runs the fuzz tests at their bounded size; `make fuzz` runs them 20 times larger.
+FUZZ_SCALE = int(os.environ.get("JUMPSTART_FUZZ_SCALE", "1"))
 
 
 def seed_packets(thing: str, version: ProtocolVersion) -> list[Packet]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.cloud.conftest import RunningCloud
+from tests.cloud.fuzz_inputs import FUZZ_SCALE
 from tests.cloud.mqtt_helpers import PahoDevice, tls_context
 
 pytestmark = pytest.mark.interop
@@ -191,7 +192,7 @@ PATH_NOISE = [
     "//",
     "/\u00e9".encode().decode(),
 ]
-REQUESTS_PER_ROUTE = 12
+REQUESTS_PER_ROUTE = 12 * FUZZ_SCALE
 
 
 def _fuzz_body(rng: random.Random) -> bytes:

@@ -77,7 +77,11 @@ class ProductSetup:
 
 def _ensure_ap(world: RadioWorld, config: ProductConfig) -> None:
     if world.find(config.ssid) is None:
-        world.add(AccessPoint(config.ssid, config.password, AuthMode.WPA2_PSK))
+        try:
+            world.add(AccessPoint(config.ssid, config.password, AuthMode.WPA2_PSK))
+        except InputError:
+            if world.find(config.ssid) is None:
+                raise  # not another process that added it first
 
 
 def _secret_file(path: Path, make: Callable[[], str]) -> str:

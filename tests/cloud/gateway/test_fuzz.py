@@ -31,11 +31,11 @@ from jumpstart.formats.mqtt import (
     encode_packet,
 )
 from tests.cloud.conftest import ONLY_EMBEDDED, RunningCloud
-from tests.cloud.fuzz_inputs import FuzzInput, fuzz_inputs
+from tests.cloud.fuzz_inputs import FUZZ_SCALE, FuzzInput, fuzz_inputs
 from tests.cloud.mqtt_helpers import PahoDevice, tls_context
 
-INPUTS = 10_000
-WIRE_INPUTS = 1000  # each a TLS handshake: the codec's share is covered above
+INPUTS = 10_000 * FUZZ_SCALE
+WIRE_INPUTS = 1000 * FUZZ_SCALE  # each a TLS handshake: the codec's share is covered above
 BYSTANDER = "zz-bystander"
 
 
