@@ -1,0 +1,112 @@
+"""``jumpstart mfg``: ESP-IDF's mass manufacturing utility (``mfg_gen.py``), same arguments."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from jumpstart.cli_util import command_group
+from jumpstart.errors import InputError
+from jumpstart.formats.nvs import NvsKeys
+from jumpstart.host.files import read_file
+from jumpstart.host.mfg.generate import Encryption, MfgJob, run_mfg
+from jumpstart.host.mfg.tables import read_config, read_values
+from jumpstart.host.nvs_tool import read_keys
+
+mfg_app = command_group(
+    help="Manufacturing: factory NVS partitions for many devices (like ESP-IDF's mfg_gen.py).",
+    no_args_is_help=True,
+)
+
+
+def _encryption(
+    keygen: bool,
+    inputkey: Path | None,
+    key_protect_hmac: bool,
+    kp_hmac_keygen: bool,
+    kp_hmac_inputkey: Path | None,
+) -> Encryption | None:
+    if keygen and inputkey is not None:
+        raise InputError("--keygen and --inputkey both given: choose one")
+    if key_protect_hmac and not keygen:
+        raise InputError("--key_protect_hmac derives the keys --keygen makes: add --keygen")
+    if inputkey is not None:
+        return Encryption(read_keys(inputkey))
+    if not keygen:
+        return None
+    if not key_protect_hmac:
+        return Encryption()
+    if kp_hmac_inputkey is not None and not kp_hmac_keygen:
+        return Encryption(NvsKeys.from_hmac(read_file(kp_hmac_inputkey)))
+    if kp_hmac_keygen and kp_hmac_inputkey is None:
+        return Encryption(hmac_keygen=True)
+    raise InputError("--key_protect_hmac needs --kp_hmac_keygen or --kp_hmac_inputkey FILE")
+
+
+@mfg_app.command("generate")
+def generate(
+    conf: Annotated[Path, typer.Argument(help="Config CSV: key,type,encoding[,REPEAT] rows")],
+    values: Annotated[Path, typer.Argument(help="Values CSV: a header of keys, a row a device")],
+    prefix: Annotated[str, typer.Argument(help="File name prefix of every output")],
+    size: Annotated[str, typer.Argument(help="NVS partition size, a multiple of 4096")],
+    outdir: Annotated[Path, typer.Option("--outdir", help="Output folder")] = Path(),
+    fileid: Annotated[
+        str | None, typer.Option("--fileid", help="Values column naming each device's files")
+    ] = None,
+    prefix_num: Annotated[
+        tuple[int, int] | None,
+        typer.Option("--prefix_num", help="START DIGITS: a counter after the prefix"),
+    ] = None,
+    version: Annotated[int, typer.Option("--version", help="1 or 2 (multi-page blobs)")] = 2,
+    keygen: Annotated[bool, typer.Option("--keygen", help="Encrypt, new keys per device")] = False,
+    inputkey: Annotated[
+        Path | None, typer.Option("--inputkey", help="Encrypt every image with these keys")
+    ] = None,
+    key_protect_hmac: Annotated[
+        bool, typer.Option("--key_protect_hmac", help="Derive the keys from an HMAC key")
+    ] = False,
+    kp_hmac_keygen: Annotated[
+        bool, typer.Option("--kp_hmac_keygen", help="A new HMAC key per device")
+    ] = False,
+    kp_hmac_inputkey: Annotated[
+        Path | None, typer.Option("--kp_hmac_inputkey", help="The HMAC key for every device")
+    ] = None,
+) -> None:
+    """One intermediate CSV, one NVS image (and key file) per device of VALUES.
+
+    Outputs OUTDIR/csv/PREFIX-ID.csv, OUTDIR/bin/PREFIX-ID.bin and with --keygen
+    OUTDIR/keys/keys-PREFIX-ID.bin, byte-identical to mfg_gen.py. Every row is checked before
+    anything is written; no temporary file is left beside the inputs.
+    """
+    encryption = _encryption(keygen, inputkey, key_protect_hmac, kp_hmac_keygen, kp_hmac_inputkey)
+    config = read_config(conf)
+    table = read_values(values, config)
+    job = MfgJob(
+        config,
+        table,
+        prefix,
+        size,
+        outdir,
+        fileid=fileid,
+        prefix_num=prefix_num,
+        version=version,
+        encryption=encryption,
+        keygen=keygen,
+    )
+    with Progress(
+        TextColumn("[bold]devices"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+        console=None,
+    ) as bar:
+        task = bar.add_task("devices", total=len(table.devices))
+        result = run_mfg(job, lambda done, _total: bar.update(task, completed=done))
+    kinds = "CSV files and NVS images" + (" and key files" if keygen else "")
+    print(f"{result.devices} devices: {len(result.files)} {kinds} in {outdir}", file=sys.stderr)

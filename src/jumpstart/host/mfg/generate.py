@@ -1,0 +1,188 @@
+"""``mfg generate``: per-device intermediate CSVs, NVS images and keys, as mfg_gen writes them.
+
+For each values row: ``OUTDIR/csv/PREFIX[-NNN]-ID.csv`` (the config rows with that device's
+values, ``key,type,encoding,value`` header, CRLF), ``OUTDIR/bin/PREFIX[-NNN]-ID.bin`` (the
+NVS image of that CSV, as nvs_partition_gen builds it) and, with ``--keygen``,
+``OUTDIR/keys/keys-PREFIX[-NNN]-ID.bin``. ID is the ``--fileid`` column's value, else 1, 2, 3...
+
+Unlike mfg_gen, nothing is written beside the inputs, and nothing at all on a bad row: every
+device is built in a staging folder inside OUTDIR first, then each file is linked into place
+(a name that exists is never overwritten).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from jumpstart.errors import InputError
+from jumpstart.formats.nvs import FormatVersion, NvsKeys
+from jumpstart.host.mfg.tables import MfgConfig, ValuesTable
+from jumpstart.host.nvs_gen import CSV_FIELDS, generate_partition, parse_nvs_size
+
+__all__ = ["Encryption", "MfgJob", "MfgResult", "device_csv", "run_mfg"]
+
+CSV_DIR, BIN_DIR, KEYS_DIR = "csv", "bin", "keys"
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """Where each device's NVS keys come from: ``keys`` for all (``--inputkey``, or derived
+    from ``--kp_hmac_inputkey``), else new keys per device (``--keygen``), derived from a new
+    HMAC key per device when ``hmac_keygen``."""
+
+    keys: NvsKeys | None = None
+    hmac_keygen: bool = False
+
+    def for_device(self) -> tuple[NvsKeys, bytes | None]:
+        if self.keys is not None:
+            return self.keys, None
+        if self.hmac_keygen:
+            hmac_key = secrets.token_bytes(32)
+            return NvsKeys.from_hmac(hmac_key), hmac_key
+        return NvsKeys(secrets.token_bytes(32), secrets.token_bytes(32)), None
+
+
+@dataclass(frozen=True)
+class MfgJob:
+    config: MfgConfig
+    values: ValuesTable
+    prefix: str
+    size: str
+    outdir: Path
+    fileid: str | None = None
+    prefix_num: tuple[int, int] | None = None
+    version: int = 2
+    encryption: Encryption | None = None
+    keygen: bool = False
+    """--keygen: each device's keys are written to keys/ (else --inputkey: none are)."""
+
+
+@dataclass(frozen=True)
+class MfgResult:
+    devices: int
+    files: list[Path]
+
+
+def device_csv(config: MfgConfig, values: dict[str, str]) -> bytes:
+    """The intermediate CSV of one device, as mfg_gen writes it (csv module, CRLF)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=",")
+    writer.writerow(CSV_FIELDS)
+    for row in config.rows:
+        writer.writerow([*row.cells, "" if row.is_namespace else values[row.key]])
+    return out.getvalue().encode("utf-8")
+
+
+def _device_values(job: MfgJob) -> list[dict[str, str]]:
+    """Each device's values; a REPEAT key takes the first device's value in every row (it
+    replaces what a later row holds, as mfg_gen does)."""
+    first = job.values.devices[0].cells
+    repeated = {row.key: first[row.key] for row in job.config.rows if row.repeat}
+    return [{**device.cells, **repeated} for device in job.values.devices]
+
+
+def _stems(job: MfgJob) -> Iterator[str]:
+    if job.fileid is not None and job.fileid not in job.values.header:
+        raise InputError(f"{job.values.source}: --fileid {job.fileid!r} is not a column of it")
+    for n, device in enumerate(job.values.devices):
+        ident = device.cells[job.fileid] if job.fileid is not None else str(n + 1)
+        if not ident or "/" in ident or ident in (".", ".."):
+            raise InputError(
+                f"{job.values.source}:{device.line}: {ident!r} cannot name the device's files"
+            )
+        if job.prefix_num is None:
+            yield f"{job.prefix}-{ident}"
+        else:
+            start, digits = job.prefix_num
+            yield f"{job.prefix}-{start + n:0{digits}}-{ident}"
+
+
+def _version(version: int) -> FormatVersion:
+    if version not in (1, 2):
+        raise InputError(f"--version must be 1 or 2, got {version}")
+    return FormatVersion.V1 if version == 1 else FormatVersion.V2
+
+
+def _targets(job: MfgJob, stem: str) -> dict[str, Path]:
+    names = {CSV_DIR: f"{stem}.csv", BIN_DIR: f"{stem}.bin"}
+    return {folder: job.outdir / folder / name for folder, name in names.items()}
+
+
+def run_mfg(job: MfgJob, progress: Callable[[int, int], None] | None = None) -> MfgResult:
+    """Build every device's files, then put them in place; nothing is written on an error."""
+    size = parse_nvs_size(job.size)
+    version = _version(job.version)
+    if not job.prefix or "/" in job.prefix:
+        raise InputError(f"prefix {job.prefix!r} cannot name files")
+    stems = list(_stems(job))
+    if len(set(stems)) != len(stems):
+        raise InputError(f"{job.values.source}: two devices would get the same file names")
+    taken = [p for stem in stems for p in _targets(job, stem).values() if p.exists()]
+    if taken:
+        raise InputError(f"{taken[0]} exists; choose another --outdir or prefix")
+    try:
+        job.outdir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".mfg-", dir=job.outdir))
+    except OSError as err:
+        raise InputError(f"cannot write to {job.outdir}: {err.strerror}") from None
+    try:
+        for folder in (CSV_DIR, BIN_DIR, KEYS_DIR):
+            (staging / folder).mkdir()
+        staged: list[tuple[Path, Path]] = []
+        devices = zip(stems, job.values.devices, _device_values(job), strict=True)
+        for n, (stem, device, cells) in enumerate(devices):
+            text = device_csv(job.config, cells)
+            keys, hmac_key = (None, None)
+            if job.encryption is not None:
+                keys, hmac_key = job.encryption.for_device()
+            try:
+                image = generate_partition(
+                    [("", text.decode("utf-8"))], size, version=version, keys=keys
+                )
+            except InputError as err:
+                # The generator names the intermediate CSV's line; the user's is the values row.
+                reason = str(err).split(": ", 1)[-1]
+                raise InputError(f"{job.values.source}:{device.line}: {reason}") from None
+            files = {CSV_DIR: (f"{stem}.csv", text), BIN_DIR: (f"{stem}.bin", image)}
+            if keys is not None and job.keygen:
+                files["keys/k"] = (f"keys-{stem}.bin", keys.to_bytes())
+            if hmac_key is not None:
+                files["keys/h"] = (f"hmac-keys-{stem}.bin", hmac_key)
+            for folder, (name, data) in files.items():
+                sub = folder.split("/")[0]
+                path = staging / sub / name
+                path.write_bytes(data)
+                staged.append((path, job.outdir / sub / name))
+            if progress is not None:
+                progress(n + 1, len(stems))
+        return MfgResult(len(stems), _publish(staged))
+    except OSError as err:
+        raise InputError(f"cannot write to {job.outdir}: {err.strerror}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staged: list[tuple[Path, Path]]) -> list[Path]:
+    """Link each staged file to its name; a name that appeared meanwhile is not replaced."""
+    done: list[Path] = []
+    for folder in {target.parent for _, target in staged}:
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for source, target in staged:
+            os.link(source, target)
+            done.append(target)
+    except FileExistsError as err:
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise InputError(
+            f"{err.filename2} appeared while generating; nothing was written"
+        ) from None
+    return done
