@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,9 +11,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from jumpstart.cli_util import command_group
+from jumpstart.cloud.endpoints import MQTT_PORT
+from jumpstart.cloud.home import default_home
 from jumpstart.errors import InputError
 from jumpstart.formats.nvs import NvsKeys
 from jumpstart.host.files import read_file
+from jumpstart.host.mfg.credentials import CredentialsJob, run_credentials
 from jumpstart.host.mfg.generate import Encryption, MfgJob, run_mfg
 from jumpstart.host.mfg.tables import read_config, read_values
 from jumpstart.host.nvs_tool import read_keys
@@ -110,3 +114,65 @@ def generate(
         result = run_mfg(job, lambda done, _total: bar.update(task, completed=done))
     kinds = "CSV files and NVS images" + (" and key files" if keygen else "")
     print(f"{result.devices} devices: {len(result.files)} {kinds} in {outdir}", file=sys.stderr)
+
+
+@mfg_app.command("credentials")
+def credentials(
+    count: Annotated[int, typer.Option("--count", help="How many devices")],
+    prefix: Annotated[str, typer.Option("--prefix", help="Thing names: PREFIX-n")] = "outlet",
+    start: Annotated[int, typer.Option("--start", help="The first n")] = 1,
+    outdir: Annotated[Path, typer.Option("--outdir", help="Output folder")] = Path("factory"),
+    endpoint: Annotated[str, typer.Option("--endpoint", help="The cloud's MQTT host")] = (
+        "localhost"
+    ),
+    mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="The cloud's MQTT port")] = (
+        MQTT_PORT
+    ),
+    sec2: Annotated[
+        bool, typer.Option("--sec2", help="Also a Security 2 salt and verifier (user wifiprov)")
+    ] = False,
+) -> None:
+    """Identities for COUNT outlets: serials, PoPs, keys, certificates, registered things.
+
+    Writes OUTDIR/config.csv and OUTDIR/values.csv for 'mfg generate', OUTDIR/server.cert
+    and OUTDIR/certs/. An interrupted run continues where it stopped when run again.
+    """
+    job = CredentialsJob(
+        default_home(),
+        count,
+        outdir,
+        prefix=prefix,
+        start=start,
+        endpoint=endpoint,
+        mqtt_port=mqtt_port,
+        sec2=sec2,
+    )
+    with Progress(
+        TextColumn("[bold]identities"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("identities", total=count, rate="")
+        began = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            rate = done / max(time.perf_counter() - began, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} devices/s")
+
+        result = run_credentials(job, progress)
+    elapsed = time.perf_counter() - began
+    print(
+        f"{result.made} identities made, {result.resumed} completed from an interrupted run,"
+        f" {result.skipped} done before ({elapsed:.1f} s); next:",
+        file=sys.stderr,
+    )
+    size = "0x6000"  # the outlet's fctry partition
+    print(
+        f"  jumpstart mfg generate {outdir / 'config.csv'} {outdir / 'values.csv'} {prefix}"
+        f" {size} --outdir {outdir}",
+        file=sys.stderr,
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import getpass
 import os
 import shutil
@@ -24,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from jumpstart.children import die_with_parent
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import CertStatus, Registry, Role
 from jumpstart.cloud.topics import REQUEST_FILTERS
@@ -56,16 +56,6 @@ def find_mosquitto() -> Path:
         "mosquitto is not installed: 'apt-get install mosquitto' (or use --broker mqtts://HOST:PORT"
         " for a broker that runs elsewhere)"
     )
-
-
-# prctl(2): PR_SET_PDEATHSIG, so mosquitto ends with the cloud even when that is killed -9
-# and does not keep holding the port.
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _device_filter(request_filter: str) -> str:
@@ -196,7 +186,7 @@ class Mosquitto:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,  # ends with the cloud, freeing the port
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -160,6 +161,28 @@ class Registry:
             ),
         )
         return issued
+
+    def register_things(self, devices: Sequence[tuple[str, str, bytes]]) -> None:
+        """Register many things, each with its certificate ``(name, certificate id, PEM)``
+        issued by this registry's CA, in one transaction (a factory batch): all or none."""
+        now = int(time.time())
+        with self._transaction():
+            for name, _, _ in devices:
+                check_thing_name(name)
+                self._check_role(name, Role.DEVICE)
+            try:
+                self._db.executemany(
+                    "INSERT INTO things VALUES (?, ?)", [(name, now) for name, _, _ in devices]
+                )
+            except sqlite3.IntegrityError:
+                raise InputError("a thing of this batch is registered already") from None
+            self._db.executemany(
+                "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (cert_id, name, Role.DEVICE.value, CertStatus.ACTIVE.value, pem, now)
+                    for name, cert_id, pem in devices
+                ],
+            )
 
     def _check_role(self, principal: str, role: Role) -> None:
         """One name, one role: an external broker knows a client only by its certificate's
