@@ -15,8 +15,11 @@ from jumpstart.cloud.endpoints import MQTT_PORT
 from jumpstart.cloud.home import default_home
 from jumpstart.errors import InputError
 from jumpstart.formats.nvs import NvsKeys
+from jumpstart.host.app_build import build_app_image
+from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.files import read_file
 from jumpstart.host.mfg.credentials import CredentialsJob, run_credentials
+from jumpstart.host.mfg.flash import flash_factory_line
 from jumpstart.host.mfg.generate import Encryption, MfgJob, run_mfg
 from jumpstart.host.mfg.tables import read_config, read_values
 from jumpstart.host.nvs_tool import read_keys
@@ -176,3 +179,30 @@ def credentials(
         f" {size} --outdir {outdir}",
         file=sys.stderr,
     )
+
+
+@mfg_app.command("flash")
+def flash(
+    outdir: Annotated[Path, typer.Argument(help="The mfg generate output folder")],
+    devices: Annotated[
+        str, typer.Option("--devices", help="Device names, {n} the image's id: 'outlet-{n}'")
+    ],
+    app: Annotated[
+        Path | None, typer.Option("--app", help="The app image (default: build apps/outlet)")
+    ] = None,
+    apps: Annotated[Path, typer.Option("--apps", help="The repository's apps/ folder")] = Path(
+        "apps"
+    ),
+) -> None:
+    """Create a virtual device per factory image in OUTDIR/bin and flash it: the outlet
+    firmware (the same for all) and the device's own fctry partition."""
+    if app is not None:
+        image = read_file(app)
+    elif (apps / "outlet" / "app.toml").is_file():
+        image = build_app_image(apps / "outlet")
+    else:
+        raise InputError(f"{apps} holds no outlet app: pass --app IMAGE or --apps DIR")
+    flashed = flash_factory_line(JumpstartHome(), outdir, devices, image)
+    for device in flashed:
+        print(f"{device.name}: app and {device.image.name} at 0x{device.fctry_offset:x}")
+    print(f"{len(flashed)} devices flashed; boot one: jumpstart device run {flashed[0].name}")

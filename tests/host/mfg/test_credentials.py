@@ -86,7 +86,7 @@ def test_sec2_secrets_are_the_verifier_of_the_pop(
         salt = bytes.fromhex(row["sec2_salt"])
         assert row["sec2_username"] == "wifiprov"
         assert row["sec2_verifier"] == verifier(b"wifiprov", row["pop"].encode(), salt).hex()
-    assert "sec2_verifier,data,hex2bin" in (out / "config.csv").read_text()
+    assert "sec2_verifier,data,string" in (out / "config.csv").read_text()
 
 
 def test_a_run_cut_after_the_files_or_after_the_registry_completes_without_duplicates(

@@ -54,8 +54,8 @@ device_cert,file,string
 device_key,file,string
 """
 SEC2_CONFIG = """sec2_username,data,string,REPEAT
-sec2_salt,data,hex2bin
-sec2_verifier,data,hex2bin
+sec2_salt,data,string
+sec2_verifier,data,string
 """
 COLUMNS = (
     "id",

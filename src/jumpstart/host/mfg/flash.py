@@ -1,0 +1,78 @@
+"""``mfg flash``: a factory line of virtual devices, each with the same firmware and its own
+factory partition (``OUTDIR/bin/PREFIX-ID.bin`` from ``mfg generate``).
+
+Each device is created (a new MAC), gets the app image where ``idf.py flash`` puts it (otadata
+erased) and its factory image in the ``fctry`` partition, as esptool's ``ADDR FILE`` pairs
+would write them. The firmware carries nothing of any device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from jumpstart.errors import InputError
+from jumpstart.formats.partition_table import PartitionType
+from jumpstart.host.device_home import JumpstartHome
+from jumpstart.host.flashing import flash_app_image
+from jumpstart.idf.partition import PartitionMap
+
+__all__ = ["FACTORY_PARTITION", "FlashedDevice", "flash_factory_line"]
+
+FACTORY_PARTITION = "fctry"
+
+
+@dataclass(frozen=True)
+class FlashedDevice:
+    name: str
+    image: Path
+    fctry_offset: int
+
+
+def _device_name(pattern: str, ident: str) -> str:
+    try:
+        return pattern.format(n=ident)
+    except (KeyError, IndexError, ValueError) as err:
+        raise InputError(f"--devices {pattern!r}: use {{n}} for the device's id ({err})") from None
+
+
+def flash_factory_line(
+    home: JumpstartHome,
+    outdir: Path,
+    pattern: str,
+    app_image: bytes,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[FlashedDevice]:
+    """Create and flash one device per factory image in ``outdir/bin``; the names come from
+    ``pattern`` with ``{n}`` the image's ID (the part after the last ``-``)."""
+    images = sorted((outdir / "bin").glob("*.bin"))
+    if not images:
+        raise InputError(f"no factory images in {outdir / 'bin'}: run jumpstart mfg generate")
+    plan = [(_device_name(pattern, image.stem.rsplit("-", 1)[-1]), image) for image in images]
+    names = [name for name, _ in plan]
+    if len(set(names)) != len(names):
+        raise InputError(f"--devices {pattern!r} gives several images the same device name")
+    existing = set(home.device_names())
+    taken = [name for name in names if name in existing]
+    if taken:
+        raise InputError(f"device {taken[0]!r} exists; delete it or choose another --devices")
+    flashed = []
+    for n, (name, image) in enumerate(plan):
+        data = image.read_bytes()
+        folder = home.create_device(name)
+        with folder.open_flash() as flash:
+            partitions = PartitionMap.load(flash)
+            found = partitions.find(PartitionType.DATA, label=FACTORY_PARTITION)
+            if not found or found[0].size != len(data):
+                raise InputError(
+                    f"{image}: {len(data)} bytes, but the device's {FACTORY_PARTITION!r} "
+                    f"partition holds {found[0].size if found else 0}"
+                )
+            flash_app_image(flash, app_image)
+            found[0].erase()
+            found[0].write(0, data)
+        flashed.append(FlashedDevice(name, image, found[0].address))
+        if progress is not None:
+            progress(n + 1, len(plan))
+    return flashed

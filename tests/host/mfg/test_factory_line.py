@@ -1,0 +1,217 @@
+"""A factory run end to end: 100 identities, their images, 3 of them flashed into 3 devices
+that boot the same outlet firmware, each provisioned with its own PoP and connected to the
+cloud as its own thing. Reset to factory keeps identity and PoP; an erased fctry stays offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import http.client
+import io
+import json
+import re
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jumpstart.cli import main
+from jumpstart.cloud.home import CloudHome
+from jumpstart.host.app_build import build_app_image
+from jumpstart.host.device_control import send_command
+from jumpstart.host.device_home import JumpstartHome
+from jumpstart.host.device_runner import run_device
+from jumpstart.host.prov_client import ProvError, ProvOptions, provision
+from jumpstart.host.prov_connect import open_device
+from jumpstart.idf.radio import RadioWorld
+from tests.cloud_device import HOME_AP, running_cloud
+from tests.idf.device_helpers import APPS
+
+PICKED = (7, 42, 99)
+FCTRY = 0x340000
+
+
+async def _wait(check: Callable[[], Any], timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+class Console:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+    def logged(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def qr(self) -> dict[str, Any]:
+        for line in reversed(self.lines):
+            found = re.search(r"QR payload: (\{.*\})", line)
+            if found:
+                return dict(json.loads(found[1]))
+        raise AssertionError("no QR payload")
+
+
+def _provision(world: RadioWorld, name: str, pop: str) -> bool:
+    link = open_device(world, "softap", name)
+    try:
+        options = ProvOptions(
+            pop=pop, ssid=HOME_AP.ssid, passphrase=HOME_AP.password, poll_interval_s=0.1
+        )
+        return provision(link, options, lambda _line: None)
+    finally:
+        link.close()
+
+
+def _rest_status(port: int, cfg: dict[str, Path], ca: Path, thing: str) -> int:
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(str(cfg["cert"]), str(cfg["key"]))
+    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
+    try:
+        conn.request("GET", f"/things/{thing}/shadow")
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_three_outlets_from_one_factory_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
+    out = tmp_path / "factory"
+    app = tmp_path / "outlet.bin"
+    app.write_bytes(build_app_image(APPS / "outlet"))
+    world = RadioWorld(None, [HOME_AP])
+    home = JumpstartHome()
+
+    async def scenario() -> None:
+        async with running_cloud(CloudHome(tmp_path / "home" / "cloud")) as cloud:
+            port = str(cloud.mqtt_port)
+            args = ["mfg", "credentials", "--count", "100", "--outdir", str(out)]
+            assert await asyncio.to_thread(main, [*args, "--mqtt-port", port]) == 0
+            config, values = str(out / "config.csv"), str(out / "values.csv")
+            generate = ["mfg", "generate", config, values, "outlet", "0x6000", "--outdir", str(out)]
+            assert await asyncio.to_thread(main, generate) == 0
+            rows = {int(r["id"]): r for r in csv.DictReader(io.StringIO(Path(values).read_text()))}
+            for n in PICKED:  # esptool's way: the app, and ADDR FILE for the factory data
+                assert main(["device", "create", f"dev{n}"]) == 0
+                image = str(out / "bin" / f"outlet-{n}.bin")
+                assert (
+                    main(["idf", "flash", "--device", f"dev{n}", str(app), hex(FCTRY), image]) == 0
+                )
+            consoles = {n: Console() for n in PICKED}
+            tasks = {
+                n: asyncio.create_task(run_device(home.device(f"dev{n}"), consoles[n], world=world))
+                for n in PICKED
+            }
+            try:
+                await _provision_and_connect(consoles, rows, world, cloud.rest_port, out)
+                await _reset_keeps_identity(consoles[7], rows[7], home)
+                await _erased_factory_data_stays_offline(consoles, tasks, home, cloud)
+            finally:
+                for n, task in tasks.items():
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(
+                            send_command, home.device(f"dev{n}"), {"cmd": "stop"}
+                        )
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+
+
+async def _provision_and_connect(
+    consoles: dict[int, Console],
+    rows: dict[int, dict[str, str]],
+    world: RadioWorld,
+    rest_port: int,
+    out: Path,
+) -> None:
+    for n, console in consoles.items():
+        await _wait(lambda c=console: c.logged("QR payload"))
+        assert console.logged(f"Serial number {rows[n]['serial_no']}")
+        assert console.qr()["pop"] == rows[n]["pop"]  # its own PoP, from its fctry
+    # Another device's PoP does not open a session.
+    first, second = PICKED[0], PICKED[1]
+    with pytest.raises(ProvError):
+        await asyncio.to_thread(
+            _provision, world, consoles[first].qr()["name"], rows[second]["pop"]
+        )
+    for n, console in consoles.items():
+        assert await asyncio.to_thread(_provision, world, console.qr()["name"], rows[n]["pop"])
+    for console in consoles.values():
+        await _wait(lambda c=console: c.logged("Shadow in sync"))
+    ca = out / "server.cert"
+    for n in PICKED:
+        cfg = {"cert": Path(rows[n]["device_cert"]), "key": Path(rows[n]["device_key"])}
+        other = PICKED[0] if n != PICKED[0] else PICKED[1]
+        own = await asyncio.to_thread(_rest_status, rest_port, cfg, ca, f"outlet-{n}")
+        assert own == 200  # its shadow, made by the device itself
+        foreign = await asyncio.to_thread(_rest_status, rest_port, cfg, ca, f"outlet-{other}")
+        assert foreign == 403
+
+
+async def _reset_keeps_identity(console: Console, row: dict[str, str], home: JumpstartHome) -> None:
+    console.lines.clear()
+    await asyncio.to_thread(send_command, home.device("dev7"), {"cmd": "press", "hold": 3.2})
+    await _wait(lambda: console.logged("Reset to factory"))
+    await _wait(lambda: console.logged("QR payload"))
+    assert console.logged(f"Serial number {row['serial_no']}")
+    assert console.qr()["pop"] == row["pop"]
+
+
+async def _erased_factory_data_stays_offline(
+    consoles: dict[int, Console],
+    tasks: dict[int, asyncio.Task[None]],
+    home: JumpstartHome,
+    cloud: Any,
+) -> None:
+    folder = home.device("dev99")
+    await asyncio.to_thread(send_command, folder, {"cmd": "stop"})
+    await asyncio.wait_for(tasks.pop(99), 10)
+    with folder.open_flash() as flash:
+        flash.erase_range(FCTRY, 0x6000)
+    console = Console()
+    tasks[99] = asyncio.create_task(run_device(folder, console, world=RadioWorld(None, [HOME_AP])))
+    await _wait(lambda: console.logged("No cloud credentials in the factory partition"))
+    await asyncio.sleep(1.0)
+    connected = {c.principal.name for c in cloud.broker.connections if c.principal is not None}
+    assert "outlet-99" not in connected
+    assert not console.logged("Shadow in sync")
+
+
+def test_mfg_flash_makes_a_device_per_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
+    out = tmp_path / "factory"
+    assert main(["mfg", "credentials", "--count", "3", "--outdir", str(out)]) == 0
+    config, values = str(out / "config.csv"), str(out / "values.csv")
+    assert main(["mfg", "generate", config, values, "outlet", "0x6000", "--outdir", str(out)]) == 0
+    app = tmp_path / "outlet.bin"
+    app.write_bytes(build_app_image(APPS / "outlet"))
+    flash = ["mfg", "flash", str(out), "--devices", "line-{n}", "--app", str(app)]
+    assert main(flash) == 0
+    home = JumpstartHome()
+    assert home.device_names() == ["line-1", "line-2", "line-3"]
+    for n in (1, 2, 3):
+        content = home.device(f"line-{n}").flash_path.read_bytes()
+        factory = (out / "bin" / f"outlet-{n}.bin").read_bytes()
+        assert content[FCTRY : FCTRY + len(factory)] == factory
+        assert content[0x20000 : 0x20000 + app.stat().st_size] == app.read_bytes()
+    capsys.readouterr()
+    assert main(flash) == 2  # the devices exist: nothing is overwritten
+    assert "device 'line-1' exists" in capsys.readouterr().err
+    assert main(["mfg", "flash", str(out), "--devices", "same", "--app", str(app)]) == 2
+    assert "the same device name" in capsys.readouterr().err
