@@ -14,6 +14,7 @@ from esptool.bin_image import LoadFirmwareImage
 
 import cloud as cloud_benchmarks  # benchmarks/cloud.py
 import device as device_benchmarks  # benchmarks/device.py
+import mfg as mfg_benchmarks  # benchmarks/mfg.py
 import nvs as nvs_benchmarks  # benchmarks/nvs.py
 import outlet as outlet_benchmarks  # benchmarks/outlet.py
 import provisioning as provisioning_benchmarks  # benchmarks/provisioning.py
@@ -58,6 +59,7 @@ if __name__ == "__main__":
     bench_partition_table()
     bench_image_parse_verify()
     nvs_benchmarks.main()
+    mfg_benchmarks.main()
     device_benchmarks.main()
     provisioning_benchmarks.main()
     cloud_benchmarks.main()

@@ -53,6 +53,7 @@ __all__ = [
     "V1_MAX_VARIABLE_SIZE",
     "NvsImageBuilder",
     "NvsSize",
+    "decode_value",
     "generate_partition",
     "parse_nvs_size",
 ]
@@ -343,6 +344,21 @@ def _write_row(
         raise InputError(f"{key}: a data row needs an encoding and a value")
     if ns_index is None:
         raise InputError(f"{key}: data before the first namespace row")
+    item_type, decoded = decode_value(key, kind, encoding, value, base_dir)
+    if isinstance(decoded, int):
+        builder.integer(ns_index, key, item_type, decoded)
+    elif isinstance(decoded, str):
+        builder.string(ns_index, key, decoded)
+    else:
+        builder.blob(ns_index, key, decoded)
+    return ns_index
+
+
+def decode_value(
+    key: str, kind: str, encoding: str, value: str, base_dir: Path
+) -> tuple[ItemType, int | str | bytes]:
+    """A data or file row's value as the generator stores it: an integer of its type, text
+    (``SZ``) or bytes (``BLOB``). ``file`` values are read relative to ``base_dir``."""
     if encoding.startswith(("blob_fill", "blob_sz_fill")):
         value, encoding = _fill_value(key, encoding, value), "hex2bin"
     content: str | bytes = value
@@ -354,21 +370,18 @@ def _write_row(
             raise InputError(f"{key}: cannot read file {value!r}: {err.strerror}") from None
     if encoding in INTEGER_ENCODINGS:
         try:
-            number = int(content)
+            return INTEGER_ENCODINGS[encoding], int(content)
         except ValueError:
             raise InputError(f"{key}: {value!r} is not an integer") from None
-        builder.integer(ns_index, key, INTEGER_ENCODINGS[encoding], number)
-    elif encoding == "string":
+    if encoding == "string":
         try:
             text = content.decode("utf-8") if isinstance(content, bytes) else content
         except UnicodeDecodeError:
             raise InputError(f"{key}: file {value!r} is not UTF-8 text") from None
-        builder.string(ns_index, key, text)
-    elif encoding in BINARY_ENCODINGS:
-        builder.blob(ns_index, key, _decode_binary(key, encoding, content))
-    else:
-        raise InputError(f"{key}: unsupported encoding {encoding!r}")
-    return ns_index
+        return ItemType.SZ, text
+    if encoding in BINARY_ENCODINGS:
+        return ItemType.BLOB, _decode_binary(key, encoding, content)
+    raise InputError(f"{key}: unsupported encoding {encoding!r}")
 
 
 def generate_partition(

@@ -138,7 +138,7 @@ BAD = {
     "unknown-encoding": ("config", "x,data,u128\n", "config.csv:10: encoding 'u128' is not"),
     "i16-as-mfg-gen": ("config", "x,data,i16\n", "config.csv:10: encoding 'i16' is not"),
     "missing-file": ("values", "3,A,p,d,e,1,x,certs/none.cert,certs/1.key\n", "values.csv:4: "),
-    "key-over-15": ("config", "a_very_long_key_name,data,u8\n", "longer than 15 characters"),
+    "key-over-15": ("config", "a_very_long_key_name,data,u8\n", "config.csv:10: key 'a_very"),
     "u8-out-of-range": ("config", "x,data,u8\n", "values.csv:2: "),
 }
 

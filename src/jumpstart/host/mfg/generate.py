@@ -12,6 +12,7 @@ device is built in a staging folder inside OUTDIR first, then each file is linke
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -23,9 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jumpstart.errors import InputError
-from jumpstart.formats.nvs import FormatVersion, NvsKeys
-from jumpstart.host.mfg.tables import MfgConfig, ValuesTable
-from jumpstart.host.nvs_gen import CSV_FIELDS, generate_partition, parse_nvs_size
+from jumpstart.formats.nvs import FormatVersion, ItemType, NvsKeys
+from jumpstart.host.mfg.tables import ConfigRow, MfgConfig, ValuesTable
+from jumpstart.host.nvs_gen import (
+    CSV_FIELDS,
+    INTEGER_ENCODINGS,
+    NvsSize,
+    decode_value,
+    generate_partition,
+    parse_nvs_size,
+)
+from jumpstart.host.nvs_template import FactoryField, NvsImageBatch
 
 __all__ = ["Encryption", "MfgJob", "MfgResult", "device_csv", "run_mfg"]
 
@@ -111,6 +120,74 @@ def _version(version: int) -> FormatVersion:
     return FormatVersion.V1 if version == 1 else FormatVersion.V2
 
 
+def _template_fields(config: MfgConfig) -> list[FactoryField] | None:
+    """The fields of a plain image for the bulk template path, when the config's layout is
+    one it reproduces (each namespace once, each followed by its keys); else None."""
+    fields: list[FactoryField] = []
+    namespace: str | None = None
+    seen: set[str] = set()
+    empty = False
+    for row in config.rows:
+        if row.is_namespace:
+            if row.key in seen or empty:
+                return None
+            seen.add(row.key)
+            namespace, empty = row.key, True
+            continue
+        if namespace is None:
+            return None
+        encoding = row.cells[2]
+        text_or_bytes = ItemType.SZ if encoding == "string" else ItemType.BLOB
+        kind = INTEGER_ENCODINGS.get(encoding, text_or_bytes)
+        fields.append(FactoryField(namespace, row.key, kind))
+        empty = False
+    return None if empty or not fields else fields
+
+
+class _Images:
+    """Each device's NVS image: rendered from a compiled template for plain images (only the
+    values' bytes and CRCs change between devices), else built from its intermediate CSV as
+    nvs_partition_gen does. The template is checked against a full build on the first device,
+    and not used if they differ."""
+
+    def __init__(self, job: MfgJob, size: NvsSize, version: FormatVersion) -> None:
+        self.job, self.size, self.version = job, size, version
+        fields = _template_fields(job.config) if job.encryption is None else None
+        self.batch = NvsImageBatch(size, fields, version) if fields else None
+        self.checked = False
+        self.rows = [row for row in job.config.rows if not row.is_namespace]
+        self.base = Path.cwd()  # file values are read from here, as nvs_partition_gen does
+        # A REPEAT value (the CA every device trusts) is the same for all: decoded once.
+        self.repeated: dict[str, int | str | bytes] = {}
+
+    def _value(self, row: ConfigRow, cell: str) -> int | str | bytes:
+        if row.repeat and row.key in self.repeated:
+            return self.repeated[row.key]
+        value = decode_value(row.key, row.cells[1], row.cells[2], cell, self.base)[1]
+        if row.repeat:
+            self.repeated[row.key] = value
+        return value
+
+    def build(self, text: bytes, cells: dict[str, str], keys: NvsKeys | None) -> bytes:
+        if self.batch is not None:
+            values = [self._value(row, cells[row.key]) for row in self.rows]
+            image = self.batch.render(values)
+            if self.checked:
+                return image
+            self.checked = True
+            full = self._full(text, keys)
+            if image == full:
+                return image
+            self.batch = None
+            return full
+        return self._full(text, keys)
+
+    def _full(self, text: bytes, keys: NvsKeys | None) -> bytes:
+        return generate_partition(
+            [("", text.decode("utf-8"))], self.size, version=self.version, keys=keys
+        )
+
+
 def _targets(job: MfgJob, stem: str) -> dict[str, Path]:
     names = {CSV_DIR: f"{stem}.csv", BIN_DIR: f"{stem}.bin"}
     return {folder: job.outdir / folder / name for folder, name in names.items()}
@@ -128,6 +205,7 @@ def run_mfg(job: MfgJob, progress: Callable[[int, int], None] | None = None) -> 
     taken = [p for stem in stems for p in _targets(job, stem).values() if p.exists()]
     if taken:
         raise InputError(f"{taken[0]} exists; choose another --outdir or prefix")
+    images = _Images(job, size, version)
     try:
         job.outdir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".mfg-", dir=job.outdir))
@@ -144,9 +222,7 @@ def run_mfg(job: MfgJob, progress: Callable[[int, int], None] | None = None) -> 
             if job.encryption is not None:
                 keys, hmac_key = job.encryption.for_device()
             try:
-                image = generate_partition(
-                    [("", text.decode("utf-8"))], size, version=version, keys=keys
-                )
+                image = images.build(text, cells, keys)
             except InputError as err:
                 # The generator names the intermediate CSV's line; the user's is the values row.
                 reason = str(err).split(": ", 1)[-1]
@@ -171,14 +247,24 @@ def run_mfg(job: MfgJob, progress: Callable[[int, int], None] | None = None) -> 
 
 
 def _publish(staged: list[tuple[Path, Path]]) -> list[Path]:
-    """Link each staged file to its name; a name that appeared meanwhile is not replaced."""
+    """Put the staged files in place. A folder that does not exist yet (csv/, bin/, keys/ of
+    a fresh OUTDIR) is the staged folder renamed, one operation for all its files; into one
+    that exists, each file is linked, so a name that appeared meanwhile is not replaced."""
     done: list[Path] = []
-    for folder in {target.parent for _, target in staged}:
-        folder.mkdir(parents=True, exist_ok=True)
+    by_folder: dict[Path, list[tuple[Path, Path]]] = {}
+    for source, target in staged:
+        by_folder.setdefault(target.parent, []).append((source, target))
     try:
-        for source, target in staged:
-            os.link(source, target)
-            done.append(target)
+        for folder, files in by_folder.items():
+            with contextlib.suppress(FileExistsError, OSError):
+                if not folder.exists():
+                    os.rename(files[0][0].parent, folder)
+                    done += [target for _, target in files]
+                    continue
+            folder.mkdir(parents=True, exist_ok=True)
+            for source, target in files:
+                os.link(source, target)
+                done.append(target)
     except FileExistsError as err:
         for path in done:
             path.unlink(missing_ok=True)

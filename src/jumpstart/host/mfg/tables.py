@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jumpstart.errors import InputError
+from jumpstart.formats.nvs import KEY_MAX_LENGTH
 
 __all__ = [
     "CONFIG_ENCODINGS",
@@ -114,6 +115,8 @@ def read_config(path: Path) -> MfgConfig:
             raise InputError(f"{where}: encoding {encoding!r} is not one of {known}")
         if not key:
             raise InputError(f"{where}: the key is empty")
+        if len(key.encode("utf-8")) > KEY_MAX_LENGTH:
+            raise InputError(f"{where}: key {key!r} is longer than {KEY_MAX_LENGTH} characters")
         rows.append(ConfigRow(line, tuple(cells), repeat and kind != "namespace"))
     return MfgConfig(str(path), tuple(rows))
 
