@@ -134,6 +134,13 @@ def credentials(
     sec2: Annotated[
         bool, typer.Option("--sec2", help="Also a Security 2 salt and verifier (user wifiprov)")
     ] = False,
+    secure_cert: Annotated[
+        bool,
+        typer.Option(
+            "--secure-cert",
+            help="Certificate, key and CA in an esp_secure_cert partition image per device",
+        ),
+    ] = False,
 ) -> None:
     """Identities for COUNT outlets: serials, PoPs, keys, certificates, registered things.
 
@@ -149,6 +156,7 @@ def credentials(
         endpoint=endpoint,
         mqtt_port=mqtt_port,
         sec2=sec2,
+        secure_cert=secure_cert,
     )
     with Progress(
         TextColumn("[bold]identities"),
@@ -176,7 +184,7 @@ def credentials(
     size = "0x6000"  # the outlet's fctry partition
     print(
         f"  jumpstart mfg generate {outdir / 'config.csv'} {outdir / 'values.csv'} {prefix}"
-        f" {size} --outdir {outdir}",
+        f" {size} --outdir {outdir} --fileid id",
         file=sys.stderr,
     )
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from jumpstart.idf.app_context import AppContext
 from jumpstart.idf.aws_shadow import ShadowClient, ShadowHandlers
+from jumpstart.idf.esp_err import EspError
+from jumpstart.idf.esp_secure_cert import EspSecureCert
 from jumpstart.idf.mqtt import EspMqttClient, MqttConfig, MqttEvent, MqttEventData
 from jumpstart.idf.nvs import NvsError, OpenMode
 
@@ -56,19 +58,30 @@ class CloudCredentials:
 
     @classmethod
     def factory(cls, ctx: AppContext) -> "CloudCredentials | None":
-        """From the read-only factory NVS partition (the guide's chapter 8), if it has them."""
+        """From the read-only factory NVS partition (the guide's chapter 8), if it has them;
+        certificate, key and CA from the esp_secure_cert partition when the table has one."""
         try:
+            secure = EspSecureCert.find(ctx.partitions)
             ctx.nvs.init(FACTORY_PARTITION)
             with ctx.nvs.open(FACTORY_NAMESPACE, OpenMode.READONLY, FACTORY_PARTITION) as nvs:
-                return cls(
-                    thing=nvs.get_str("device_id"),
-                    endpoint=nvs.get_str("endpoint"),
-                    port=int(nvs.get_str("mqtt_port")),
-                    server_cert=nvs.get_str("server_cert").encode(),
-                    device_cert=nvs.get_str("device_cert").encode(),
-                    device_key=nvs.get_str("device_key").encode(),
-                )
+                thing = nvs.get_str("device_id")
+                endpoint = nvs.get_str("endpoint")
+                port = int(nvs.get_str("mqtt_port"))
+                if secure is None:
+                    server = nvs.get_str("server_cert").encode()
+                    cert = nvs.get_str("device_cert").encode()
+                    key = nvs.get_str("device_key").encode()
+            if secure is not None:
+                # The component hands out PEM with its NUL (for mbedTLS); TLS here takes text.
+                server = secure.ca_cert().rstrip(b"\0")
+                cert = secure.device_cert().rstrip(b"\0")
+                key = secure.priv_key().rstrip(b"\0")
+                ctx.log.i(TAG, "Certificate and key from the esp_secure_cert partition")
+            return cls(thing, endpoint, port, server, cert, key)
         except (NvsError, ValueError):
+            return None
+        except EspError as err:  # a partition that fails its checks
+            ctx.log.e(TAG, f"esp_secure_cert: {err}")
             return None
 
 

@@ -107,14 +107,19 @@ class JumpstartHome:
             shutil.rmtree(folder.path)
 
     def create_device(
-        self, name: str, *, flash_size: int = 4 * 1024 * 1024, mac: bytes | None = None
+        self,
+        name: str,
+        *,
+        flash_size: int = 4 * 1024 * 1024,
+        mac: bytes | None = None,
+        partitions_csv: str = OUTLET_PARTITIONS_CSV,
     ) -> DeviceFolder:
         """A new device: erased flash with the guide's partition table, eFuse with a MAC."""
         if not _NAME.fullmatch(name):
             raise InputError(
                 f"device name {name!r}: use letters, digits, '_', '-', '.' (up to 63 characters)"
             )
-        table = PartitionTable.from_csv(OUTLET_PARTITIONS_CSV, flash_size=flash_size)
+        table = PartitionTable.from_csv(partitions_csv, flash_size=flash_size)
         # One creator at a time: the name and the MAC are checked and taken together.
         with folder_lock(self.devices_path):
             return self._create_device(name, table, flash_size, mac)

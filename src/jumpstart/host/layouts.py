@@ -13,3 +13,9 @@ ota_0,    app,  ota_0,   0x20000,  1600K,
 ota_1,    app,  ota_1,   ,         1600K,
 fctry,    data, nvs,     0x340000, 0x6000,
 """
+
+# The same with the esp_secure_cert partition (esp_secure_cert_mgr's TLV format, 8 KiB) in the
+# gap after phy_init: the device's certificate, key and CA live there instead of in fctry.
+OUTLET_SECURE_CERT_PARTITIONS_CSV = OUTLET_PARTITIONS_CSV.replace(
+    "ota_0,", "esp_secure_cert, 0x3F, , 0x12000, 0x2000,\nota_0,", 1
+)

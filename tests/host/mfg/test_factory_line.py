@@ -21,6 +21,7 @@ import pytest
 
 from jumpstart.cli import main
 from jumpstart.cloud.home import CloudHome
+from jumpstart.formats.esp_secure_cert import parse_partition
 from jumpstart.host.app_build import build_app_image
 from jumpstart.host.device_control import send_command
 from jumpstart.host.device_home import JumpstartHome
@@ -215,3 +216,50 @@ def test_mfg_flash_makes_a_device_per_image(
     assert "device 'line-1' exists" in capsys.readouterr().err
     assert main(["mfg", "flash", str(out), "--devices", "same", "--app", str(app)]) == 2
     assert "the same device name" in capsys.readouterr().err
+
+
+def test_outlet_takes_its_certificate_from_esp_secure_cert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mfg credentials --secure-cert: the certificate, key and CA go to an esp_secure_cert
+    partition per device, fctry keeps identity and endpoint; the outlet connects with them."""
+    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
+    out = tmp_path / "factory"
+    app = tmp_path / "outlet.bin"
+    app.write_bytes(build_app_image(APPS / "outlet"))
+    world = RadioWorld(None, [HOME_AP])
+    home = JumpstartHome()
+
+    async def scenario() -> None:
+        async with running_cloud(CloudHome(tmp_path / "home" / "cloud")) as cloud:
+            args = ["mfg", "credentials", "--count", "2", "--outdir", str(out), "--secure-cert"]
+            assert await asyncio.to_thread(main, [*args, "--mqtt-port", str(cloud.mqtt_port)]) == 0
+            config, values = str(out / "config.csv"), str(out / "values.csv")
+            generate = ["mfg", "generate", config, values, "outlet", "0x6000"]
+            assert main([*generate, "--outdir", str(out), "--fileid", "id"]) == 0
+            assert "device_key" not in Path(config).read_text()
+            entries = parse_partition((out / "esp_secure_cert" / "outlet-2.bin").read_bytes())
+            assert [e.type for e in entries] == [0, 1, 2, 9]  # CA, device, key, integrity
+            flash = ["mfg", "flash", str(out), "--devices", "sc-{n}", "--app", str(app)]
+            assert main(flash) == 0
+            console = Console()
+            task = asyncio.create_task(run_device(home.device("sc-2"), console, world=world))
+            try:
+                await _wait(lambda: console.logged("QR payload"))
+                row = next(
+                    r
+                    for r in csv.DictReader(io.StringIO(Path(values).read_text()))
+                    if r["id"] == "2"
+                )
+                assert await asyncio.to_thread(_provision, world, console.qr()["name"], row["pop"])
+                await _wait(lambda: console.logged("Shadow in sync"))
+                assert console.logged("Certificate and key from the esp_secure_cert partition")
+                connected = {
+                    c.principal.name for c in cloud.broker.connections if c.principal is not None
+                }
+                assert "outlet-2" in connected
+            finally:
+                await asyncio.to_thread(send_command, home.device("sc-2"), {"cmd": "stop"})
+                await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())

@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from jumpstart.children import die_with_parent
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.pki import CertificateAuthority, certificate_id
 from jumpstart.cloud.registry import Registry
 from jumpstart.errors import InputError
+from jumpstart.formats.esp_secure_cert import SecureCertEntry, TlvType, build_partition
 from jumpstart.idf.protocomm.srp6a import random_salt, verifier
 from jumpstart.statefiles import write_new
 
@@ -53,6 +55,14 @@ server_cert,file,string,REPEAT
 device_cert,file,string
 device_key,file,string
 """
+# With --secure-cert the certificate, key and CA are in each device's esp_secure_cert
+# partition instead: fctry keeps who the device is and where it connects.
+SECURE_CERT_CONFIG = "".join(
+    line + "\n"
+    for line in FACTORY_CONFIG.splitlines()
+    if line.split(",")[0] not in ("server_cert", "device_cert", "device_key")
+)
+SECURE_CERT_DIR = "esp_secure_cert"
 SEC2_CONFIG = """sec2_username,data,string,REPEAT
 sec2_salt,data,string
 sec2_verifier,data,string
@@ -81,6 +91,7 @@ class CredentialsJob:
     endpoint: str = "localhost"
     mqtt_port: int = 8883
     sec2: bool = False
+    secure_cert: bool = False
     workers: int = 0  # 0: one per core
 
 
@@ -149,11 +160,18 @@ class _Outdir:
         self.path = job.outdir
         self.certs = job.outdir / "certs"
         self.values = job.outdir / "values.csv"
-        self.columns = COLUMNS + (SEC2_COLUMNS if job.sec2 else ())
+        columns = COLUMNS[:6] if job.secure_cert else COLUMNS
+        self.columns = columns + (SEC2_COLUMNS if job.sec2 else ())
+        self.secure_certs = job.outdir / SECURE_CERT_DIR
+        self.ca_pem = b""
 
     def prepare(self, ca_pem: bytes) -> None:
+        self.ca_pem = ca_pem
         self.certs.mkdir(parents=True, exist_ok=True)
-        config = (FACTORY_CONFIG + (SEC2_CONFIG if self.job.sec2 else "")).encode()
+        if self.job.secure_cert:
+            self.secure_certs.mkdir(exist_ok=True)
+        base = SECURE_CERT_CONFIG if self.job.secure_cert else FACTORY_CONFIG
+        config = (base + (SEC2_CONFIG if self.job.sec2 else "")).encode()
         for name, data in (("config.csv", config), ("server.cert", ca_pem)):
             path = self.path / name
             if not path.exists():
@@ -186,22 +204,33 @@ class _Outdir:
         write_new(key, identity.key_pem, 0o600)
         write_new(cert, identity.cert_pem)
 
+    def write_secure_cert(self, identity: _Identity) -> None:
+        """The device's esp_secure_cert partition, as configure_esp_secure_cert.py builds it:
+        CA, device certificate, key (traditional OpenSSL PEM), each with its NUL; integrity."""
+        key = serialization.load_pem_private_key(identity.key_pem, password=None)
+        traditional = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        image = build_partition(
+            [
+                SecureCertEntry(TlvType.CA_CERT, self.ca_pem + b"\0"),
+                SecureCertEntry(TlvType.DEV_CERT, identity.cert_pem + b"\0"),
+                SecureCertEntry(TlvType.PRIV_KEY, traditional + b"\0"),
+            ]
+        )
+        write_new(self.secure_certs / f"{identity.thing}.bin", image, 0o600)
+
     def append(self, identities: list[_Identity]) -> None:
         job = self.job
         lines = []
         for d in identities:
             cert, key = self.files(d.thing)
-            row = [
-                str(d.index),
-                d.serial,
-                d.pop,
-                d.thing,
-                job.endpoint,
-                str(job.mqtt_port),
-                str((self.path / "server.cert").absolute()),
-                str(cert.absolute()),
-                str(key.absolute()),
-            ]
+            row = [str(d.index), d.serial, d.pop, d.thing, job.endpoint, str(job.mqtt_port)]
+            if not job.secure_cert:
+                paths = (self.path / "server.cert", cert, key)
+                row += [str(path.absolute()) for path in paths]
             if job.sec2:
                 row += [SEC2_USERNAME, d.sec2_salt, d.sec2_verifier]
             lines.append(_csv_line(row))
@@ -300,9 +329,11 @@ def _commit(
     registry: Registry, outdir: _Outdir, batch: list[_Identity], *, write_files: bool
 ) -> None:
     """Files, then the registry (one transaction), then the values rows."""
-    if write_files:
-        for identity in batch:
+    for identity in batch:
+        if write_files:
             outdir.write_files(identity)
+        if outdir.job.secure_cert:
+            outdir.write_secure_cert(identity)
     unregistered = [d for d in batch if registry.thing(d.thing) is None]
     registry.register_things([(d.thing, d.certificate_id, d.cert_pem) for d in unregistered])
     outdir.append(batch)

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jumpstart.errors import InputError
+from jumpstart.formats.esp_secure_cert import PARTITION_LABEL, PARTITION_TYPE
 from jumpstart.formats.partition_table import PartitionType
 from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.flashing import flash_app_image
+from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV, OUTLET_SECURE_CERT_PARTITIONS_CSV
+from jumpstart.host.mfg.credentials import SECURE_CERT_DIR
 from jumpstart.idf.partition import PartitionMap
 
 __all__ = ["FACTORY_PARTITION", "FlashedDevice", "flash_factory_line"]
@@ -57,10 +60,13 @@ def flash_factory_line(
     taken = [name for name in names if name in existing]
     if taken:
         raise InputError(f"device {taken[0]!r} exists; delete it or choose another --devices")
+    secure_certs = outdir / SECURE_CERT_DIR
     flashed = []
     for n, (name, image) in enumerate(plan):
         data = image.read_bytes()
-        folder = home.create_device(name)
+        secure = secure_certs / f"{image.stem}.bin"
+        layout = OUTLET_SECURE_CERT_PARTITIONS_CSV if secure.exists() else OUTLET_PARTITIONS_CSV
+        folder = home.create_device(name, partitions_csv=layout)
         with folder.open_flash() as flash:
             partitions = PartitionMap.load(flash)
             found = partitions.find(PartitionType.DATA, label=FACTORY_PARTITION)
@@ -72,6 +78,10 @@ def flash_factory_line(
             flash_app_image(flash, app_image)
             found[0].erase()
             found[0].write(0, data)
+            if secure.exists():
+                (cert_partition,) = partitions.find(PARTITION_TYPE, None, PARTITION_LABEL)
+                cert_partition.erase()
+                cert_partition.write(0, secure.read_bytes())
         flashed.append(FlashedDevice(name, image, found[0].address))
         if progress is not None:
             progress(n + 1, len(plan))
