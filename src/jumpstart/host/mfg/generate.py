@@ -20,12 +20,13 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from jumpstart.errors import InputError
 from jumpstart.formats.nvs import FormatVersion, ItemType, NvsKeys
-from jumpstart.host.mfg.tables import ConfigRow, MfgConfig, ValuesTable
+from jumpstart.host.mfg.tables import ConfigRow, DeviceValues, MfgConfig, ValuesTable
 from jumpstart.host.nvs_gen import (
     CSV_FIELDS,
     INTEGER_ENCODINGS,
@@ -39,6 +40,7 @@ from jumpstart.host.nvs_template import FactoryField, NvsImageBatch
 __all__ = ["Encryption", "MfgJob", "MfgResult", "device_csv", "run_mfg"]
 
 CSV_DIR, BIN_DIR, KEYS_DIR = "csv", "bin", "keys"
+FILE_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -214,36 +216,56 @@ def run_mfg(job: MfgJob, progress: Callable[[int, int], None] | None = None) -> 
     try:
         for folder in (CSV_DIR, BIN_DIR, KEYS_DIR):
             (staging / folder).mkdir()
-        staged: list[tuple[Path, Path]] = []
-        devices = zip(stems, job.values.devices, _device_values(job), strict=True)
-        for n, (stem, device, cells) in enumerate(devices):
-            text = device_csv(job.config, cells)
-            keys, hmac_key = (None, None)
-            if job.encryption is not None:
-                keys, hmac_key = job.encryption.for_device()
-            try:
-                image = images.build(text, cells, keys)
-            except InputError as err:
-                # The generator names the intermediate CSV's line; the user's is the values row.
-                reason = str(err).split(": ", 1)[-1]
-                raise InputError(f"{job.values.source}:{device.line}: {reason}") from None
-            files = {CSV_DIR: (f"{stem}.csv", text), BIN_DIR: (f"{stem}.bin", image)}
-            if keys is not None and job.keygen:
-                files["keys/k"] = (f"keys-{stem}.bin", keys.to_bytes())
-            if hmac_key is not None:
-                files["keys/h"] = (f"hmac-keys-{stem}.bin", hmac_key)
-            for folder, (name, data) in files.items():
-                sub = folder.split("/")[0]
-                path = staging / sub / name
-                path.write_bytes(data)
-                staged.append((path, job.outdir / sub / name))
-            if progress is not None:
-                progress(n + 1, len(stems))
+        devices = list(zip(stems, job.values.devices, _device_values(job), strict=True))
+
+        def one(device: tuple[str, DeviceValues, dict[str, str]]) -> list[tuple[Path, Path]]:
+            return _device_files(job, images, staging, *device)
+
+        # The first device alone (it checks the template against a full build), the others
+        # on threads: most of the work is reading and writing files, which overlaps.
+        staged = one(devices[0]) if devices else []
+        with ThreadPoolExecutor(max_workers=FILE_THREADS) as pool:
+            for n, files in enumerate(pool.map(one, devices[1:]), 2):
+                staged += files
+                if progress is not None:
+                    progress(n, len(stems))
         return MfgResult(len(stems), _publish(staged))
     except OSError as err:
         raise InputError(f"cannot write to {job.outdir}: {err.strerror}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _device_files(
+    job: MfgJob,
+    images: _Images,
+    staging: Path,
+    stem: str,
+    device: DeviceValues,
+    cells: dict[str, str],
+) -> list[tuple[Path, Path]]:
+    """Build one device's files in ``staging``; (staged path, final path) of each."""
+    text = device_csv(job.config, cells)
+    keys, hmac_key = (None, None)
+    if job.encryption is not None:
+        keys, hmac_key = job.encryption.for_device()
+    try:
+        image = images.build(text, cells, keys)
+    except InputError as err:
+        # The generator names the intermediate CSV's line; the user's is the values row.
+        reason = str(err).split(": ", 1)[-1]
+        raise InputError(f"{job.values.source}:{device.line}: {reason}") from None
+    files = [(CSV_DIR, f"{stem}.csv", text), (BIN_DIR, f"{stem}.bin", image)]
+    if keys is not None and job.keygen:
+        files.append((KEYS_DIR, f"keys-{stem}.bin", keys.to_bytes()))
+    if hmac_key is not None:
+        files.append((KEYS_DIR, f"hmac-keys-{stem}.bin", hmac_key))
+    staged = []
+    for folder, name, data in files:
+        path = staging / folder / name
+        path.write_bytes(data)
+        staged.append((path, job.outdir / folder / name))
+    return staged
 
 
 def _publish(staged: list[tuple[Path, Path]]) -> list[Path]:
