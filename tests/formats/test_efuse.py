@@ -1,0 +1,142 @@
+"""ESP32 eFuses in espefuse's virtual file: what we write espefuse reads, what it burns we read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jumpstart.errors import InputError
+from jumpstart.formats.efuse import EFUSE_FILE_SIZE, FIELDS, EfuseImage, mac_crc8
+
+MAC = bytes.fromhex("240ac4123456")
+RAW_UINTS = {
+    "WR_DIS",
+    "RD_DIS",
+    "FLASH_CRYPT_CNT",
+    "FLASH_CRYPT_CONFIG",
+    "CODING_SCHEME",
+    "MAC_CRC",
+    "CHIP_PACKAGE",
+    "SECURE_VERSION",
+    "WAFER_VERSION_MINOR",
+}
+
+
+def _espefuse(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "espefuse", "--chip", "esp32", "--virt"]
+    command += ["--path-efuse-file", str(path), "--do-not-confirm", *args]
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _summary(path: Path) -> dict[str, dict[str, object]]:
+    out = _espefuse(path, "summary", "--format", "json").stdout
+    return dict(json.loads(out[out.index("{") :]))
+
+
+@pytest.mark.interop
+def test_espefuse_reads_a_new_device(tmp_path: Path) -> None:
+    path = tmp_path / "efuse.bin"
+    path.write_bytes(EfuseImage.new_device(MAC).to_file())
+    summary = _summary(path)
+    crc = mac_crc8(MAC)
+    assert summary["MAC"]["value"] == f"24:0a:c4:12:34:56 (CRC 0x{crc:02x} OK)"
+    assert summary["CHIP_VER_REV1"]["value"] is True
+    assert summary["CHIP_VER_REV2"]["value"] is True
+    assert summary["FLASH_CRYPT_CNT"]["value"] == 0
+
+
+@pytest.mark.interop
+def test_what_espefuse_burns_reads_back_field_by_field(tmp_path: Path) -> None:
+    path = tmp_path / "efuse.bin"
+    path.write_bytes(EfuseImage.new_device(MAC).to_file())
+    digest_key = tmp_path / "sbv2.pem"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espsecure",
+            "generate-signing-key",
+            "--version",
+            "2",
+            "--scheme",
+            "rsa3072",
+            str(digest_key),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    _espefuse(path, "burn-key-digest", str(digest_key))
+    _espefuse(path, "burn-efuse", "FLASH_CRYPT_CNT", "1", "FLASH_CRYPT_CONFIG", "0xF")
+    _espefuse(path, "burn-efuse", "JTAG_DISABLE", "1", "ABS_DONE_1", "1")
+    image = EfuseImage.from_file(path.read_bytes())
+    summary = _summary(path)
+    compared = 0
+    for name, field in FIELDS.items():
+        # Plain bits only: espefuse shows some fields converted (ADC_VREF in mV...).
+        if name not in summary or (field.kind != "bool" and name not in RAW_UINTS):
+            continue
+        theirs = summary[name]["value"]
+        if not isinstance(theirs, bool | int):
+            continue  # shown through a table of meanings ("1.8V")
+        ours = image.read(name)
+        assert (bool(ours) if field.kind == "bool" else ours) == theirs, name
+        compared += 1
+    assert compared > 25
+    digest = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espsecure",
+            "digest-sbv2-public-key",
+            "--keyfile",
+            str(digest_key),
+            "-o",
+            str(tmp_path / "digest.bin"),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    assert digest.returncode == 0
+    assert image.read_bytes("BLOCK2") == (tmp_path / "digest.bin").read_bytes()
+    assert image.write_protected("BLOCK2")  # burn-key-digest protects it
+    assert image.mac() == MAC
+    assert image.mac_crc_ok()
+    assert image.chip_revision() == (3, 0)
+
+
+def test_bits_only_go_from_0_to_1_and_protection_holds() -> None:
+    image = EfuseImage.new_device(MAC)
+    image.burn("FLASH_CRYPT_CNT", 0b1)
+    image.burn("FLASH_CRYPT_CNT", 0b11)  # another bit: fine
+    with pytest.raises(InputError, match="clear burned bits"):
+        image.burn("FLASH_CRYPT_CNT", 0b10)
+    with pytest.raises(InputError, match="does not fit"):
+        image.burn("FLASH_CRYPT_CNT", 1 << 7)
+    image.burn("WR_DIS", 1 << FIELDS["FLASH_CRYPT_CNT"].wr_dis)  # type: ignore[operator]
+    with pytest.raises(InputError, match="write-protected"):
+        image.burn("FLASH_CRYPT_CNT", 0b111)
+    assert image.read("FLASH_CRYPT_CNT") == 0b11
+    with pytest.raises(InputError, match="no eFuse field"):
+        image.read("NOPE")
+
+
+@pytest.mark.parametrize("size", [0, EFUSE_FILE_SIZE - 1, EFUSE_FILE_SIZE + 1])
+def test_a_short_or_long_file_is_refused(size: int) -> None:
+    with pytest.raises(InputError, match="288 bytes"):
+        EfuseImage.from_file(bytes(size))
+
+
+def test_mac_crc_vector() -> None:
+    # The ROM's esp_crc8 over the six MAC bytes, as espefuse checks it.
+    assert mac_crc8(bytes.fromhex("240ac4123456")) == EfuseImage.new_device(MAC).read("MAC_CRC")
+    assert mac_crc8(b"") == 0
