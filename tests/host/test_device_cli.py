@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -212,3 +213,33 @@ def test_device_delete(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("device", "delete", "gone") == 2
     assert "no device 'gone'" in capsys.readouterr().err
     assert cli("device", "create", "gone") == 0  # the name is free again
+
+
+@pytest.mark.interop
+def test_device_efuses_are_espefuses_virtual_file(home: Path) -> None:
+    """espefuse itself reads a new device's eFuses (MAC with CRC OK, revision v3.0)."""
+    assert cli("device", "create", "fused", "--mac", "24:0a:c4:01:02:03") == 0
+    path = JumpstartHome().device("fused").efuse_path
+    assert path.name == "efuse.bin"
+    command = [sys.executable, "-m", "espefuse", "--chip", "esp32", "--virt"]
+    command += ["--path-efuse-file", str(path), "summary", "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    summary = json.loads(done.stdout[done.stdout.index("{") :])
+    assert summary["MAC"]["value"].startswith("24:0a:c4:01:02:03 (CRC 0x")
+    assert summary["MAC"]["value"].endswith(" OK)")
+    assert summary["CHIP_VER_REV2"]["value"] is True
+
+
+def test_a_device_with_efuse_json_migrates_keeping_its_mac(home: Path) -> None:
+    assert cli("device", "create", "old") == 0
+    folder = JumpstartHome().device("old")
+    folder.efuse_path.unlink()
+    digest = bytes(range(32))
+    legacy = {"mac": "24:0a:c4:aa:bb:cc", "secure_boot_key_digests": [digest.hex()]}
+    (folder.path / "efuse.json").write_text(json.dumps(legacy))
+    assert JumpstartHome().device_names() == ["old"]
+    efuse = JumpstartHome().device("old").efuse()
+    assert efuse.mac == bytes.fromhex("240ac4aabbcc")
+    assert efuse.secure_boot_key_digests == [digest]
+    assert folder.efuse_path.exists()
+    assert not (folder.path / "efuse.json").exists()

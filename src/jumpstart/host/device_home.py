@@ -4,7 +4,7 @@
 
     $JUMPSTART_HOME/            (default ~/.jumpstart)
       devices/NAME/flash.bin    the device's SPI flash, ESP-IDF byte layout
-      devices/NAME/efuse.json   its virtual eFuse (MAC, security fuses)
+      devices/NAME/efuse.bin    its eFuses in espefuse's virtual file format (MAC, security)
       devices/NAME/control.sock while it runs: the control socket
       devices/NAME/console.log  while it runs headless: its console
       cloud/                    the local device cloud
@@ -29,6 +29,8 @@ from jumpstart.statefiles import folder_lock
 __all__ = ["DeviceFolder", "JumpstartHome"]
 
 PARTITION_TABLE_OFFSET = 0x8000
+EFUSE_FILE = "efuse.bin"
+LEGACY_EFUSE_FILE = "efuse.json"  # before espefuse's format: migrated on first use
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
@@ -43,7 +45,7 @@ class DeviceFolder:
 
     @property
     def efuse_path(self) -> Path:
-        return self.path / "efuse.json"
+        return self.path / EFUSE_FILE
 
     @property
     def control_path(self) -> Path:
@@ -53,7 +55,16 @@ class DeviceFolder:
     def console_path(self) -> Path:
         return self.path / "console.log"
 
+    def exists(self) -> bool:
+        return self.efuse_path.exists() or (self.path / LEGACY_EFUSE_FILE).exists()
+
     def efuse(self) -> VirtualEfuse:
+        legacy = self.path / LEGACY_EFUSE_FILE
+        if not self.efuse_path.exists() and legacy.exists():
+            # Made before efuse.bin: migrate once, keeping the MAC and any key digest.
+            migrated = VirtualEfuse.from_legacy_json(legacy.read_text())
+            migrated.save(self.efuse_path)
+            legacy.unlink()
         return VirtualEfuse.load(self.efuse_path)
 
     def open_flash(self) -> FileFlash:
@@ -88,7 +99,7 @@ class JumpstartHome:
     def device(self, name: str) -> DeviceFolder:
         """An existing device; an unknown name says how to create one."""
         folder = DeviceFolder(name, self.devices_path / name)
-        if not _NAME.fullmatch(name) or not folder.efuse_path.exists():
+        if not _NAME.fullmatch(name) or not folder.exists():
             known = ", ".join(self.device_names()) or "none yet"
             raise InputError(
                 f"no device {name!r} in {self.devices_path} (known: {known}); "
@@ -99,7 +110,9 @@ class JumpstartHome:
     def device_names(self) -> list[str]:
         if not self.devices_path.is_dir():
             return []
-        return sorted(p.name for p in self.devices_path.iterdir() if (p / "efuse.json").exists())
+        return sorted(
+            p.name for p in self.devices_path.iterdir() if DeviceFolder(p.name, p).exists()
+        )
 
     def delete_device(self, folder: DeviceFolder) -> None:
         """Remove a device's folder (flash, eFuses, console log)."""

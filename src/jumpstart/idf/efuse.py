@@ -1,20 +1,22 @@
-"""The device's virtual eFuse block: factory MAC and one-time-programmable security fields.
+"""The device's virtual eFuses: factory MAC and one-time-programmable security fields.
 
-Stored as JSON next to the flash (``efuse.json``). Bits only ever get burned: a field once set
-cannot be changed or cleared, as on the chip.
+Stored next to the flash as espefuse's virtual eFuse file (``efuse.bin``, formats/efuse.py).
+Bits only ever get burned: a field once set cannot be changed or cleared, as on the chip.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from jumpstart.errors import InputError, UsageError
+from jumpstart.formats.efuse import FIELDS, EfuseImage
+from jumpstart.statefiles import write_new
 
 __all__ = ["ESPRESSIF_OUI", "VirtualEfuse", "format_mac", "parse_mac", "random_mac"]
 
+SECURE_BOOT_BLOCK = "BLOCK2"  # ESP32 v3: the one Secure Boot V2 key digest
 # An OUI registered to Espressif (24:0A:C4); the chip's base MAC is burned at the factory.
 ESPRESSIF_OUI = bytes.fromhex("240ac4")
 
@@ -40,47 +42,67 @@ def random_mac() -> bytes:
     return ESPRESSIF_OUI + secrets.token_bytes(3)
 
 
-@dataclass
 class VirtualEfuse:
-    mac: bytes
-    secure_boot_key_digests: list[bytes] = field(default_factory=list)
-    flash_encryption: bool = False
+    """The device's eFuses (an ESP32, revision v3.0), stored as espefuse's virtual file
+    (``efuse.bin``: ``espefuse --chip esp32 --virt --path-efuse-file`` reads and burns it)."""
+
+    __slots__ = ("image",)
+
+    def __init__(self, mac: bytes | None = None, image: EfuseImage | None = None) -> None:
+        if image is None:
+            if mac is None:
+                raise UsageError("a new eFuse block needs the device's MAC")
+            image = EfuseImage.new_device(mac)
+        self.image = image
+
+    @property
+    def mac(self) -> bytes:
+        return self.image.mac()
+
+    @property
+    def secure_boot_key_digests(self) -> list[bytes]:
+        """The Secure Boot V2 key digest in BLOCK2 (ESP32 has one), if burned."""
+        digest = self.image.read_bytes(SECURE_BOOT_BLOCK)
+        return [digest] if any(digest) else []
+
+    @property
+    def flash_encryption(self) -> bool:
+        """``FLASH_CRYPT_CNT`` with an odd number of bits set: flash encryption is on."""
+        return self.image.read("FLASH_CRYPT_CNT").bit_count() % 2 == 1
 
     def burn_secure_boot_digest(self, digest: bytes) -> None:
-        if digest in self.secure_boot_key_digests:
+        """``esp_secure_boot_v2_permanently_enable``'s burn: the digest into BLOCK2, then
+        BLOCK2 write-protected, as ``espefuse burn-key-digest`` does."""
+        current = self.secure_boot_key_digests
+        if current == [digest]:
             return
-        if len(self.secure_boot_key_digests) >= 3:
-            raise UsageError("all three KEY_DIGEST eFuse blocks are already burned")
-        self.secure_boot_key_digests.append(digest)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "mac": format_mac(self.mac),
-                "secure_boot_key_digests": [d.hex() for d in self.secure_boot_key_digests],
-                "flash_encryption": self.flash_encryption,
-            },
-            indent=1,
-        )
+        if current:
+            raise UsageError("BLOCK2 holds another Secure Boot key digest")
+        self.image.burn_bytes(SECURE_BOOT_BLOCK, digest)
+        wr_dis = FIELDS[SECURE_BOOT_BLOCK].wr_dis
+        assert wr_dis is not None
+        self.image.burn("WR_DIS", self.image.read("WR_DIS") | 1 << wr_dis)
 
     @classmethod
-    def from_json(cls, text: str) -> VirtualEfuse:
+    def from_legacy_json(cls, text: str) -> VirtualEfuse:
+        """A device made before efuse.bin (``efuse.json``): its MAC and key digest kept."""
         try:
             data = json.loads(text)
-            return cls(
-                parse_mac(data["mac"]),
-                [bytes.fromhex(d) for d in data.get("secure_boot_key_digests", [])],
-                bool(data.get("flash_encryption", False)),
-            )
-        except (ValueError, KeyError, TypeError) as err:
+            efuse = cls(parse_mac(data["mac"]))
+            for digest in data.get("secure_boot_key_digests", [])[:1]:
+                efuse.burn_secure_boot_digest(bytes.fromhex(digest))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise InputError(f"efuse data is malformed ({err})") from None
+        return efuse
 
     @classmethod
     def load(cls, path: Path) -> VirtualEfuse:
         try:
-            return cls.from_json(path.read_text())
+            return cls(image=EfuseImage.from_file(path.read_bytes()))
         except OSError as err:
             raise InputError(f"cannot read {path}: {err.strerror}") from None
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from None
 
     def save(self, path: Path) -> None:
-        path.write_text(self.to_json())
+        write_new(path, self.image.to_file())
