@@ -244,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INPUT_ERROR
     except typer.Exit as done:
         return int(done.exit_code)
-    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt) as stop:
+        if isinstance(stop.__cause__, EOFError):  # a prompt met the end of its input
+            print(
+                "error: no input to answer a prompt (give the value as an option)", file=sys.stderr
+            )
+            return EXIT_INPUT_ERROR
         result = EXIT_INTERRUPTED
     except typer.TyperException as err:  # usage errors: bad option, missing argument
         err.show()  # type: ignore[attr-defined]

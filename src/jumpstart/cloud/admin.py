@@ -15,6 +15,7 @@ from jumpstart.cloud.home import DEFAULT_ENDPOINT, CloudHome
 from jumpstart.cloud.jobs.model import ALL_THINGS_GROUP, group_arn, thing_arn
 from jumpstart.cloud.registry import CertStatus, Registry, Role
 from jumpstart.errors import InputError
+from jumpstart.statefiles import folder_lock, write_new
 
 __all__ = [
     "GUIDE_FILES",
@@ -63,11 +64,15 @@ def _write_credentials(
         "endpoint.txt": DEFAULT_ENDPOINT.encode(),
     }
     written = []
-    for file_name, data in files.items():
+    # Whole files, the key first and the certificate last: a folder with a certificate
+    # always has its key (the internal credentials test for the certificate).
+    for file_name in (
+        "device.key",
+        *(n for n in files if n not in ("device.key", "device.cert")),
+        "device.cert",
+    ):
         path = out / file_name
-        path.write_bytes(data)
-        if file_name.endswith(".key"):
-            path.chmod(0o600)
+        write_new(path, files[file_name], 0o600 if file_name.endswith(".key") else 0o644)
         written.append(path)
     return written
 
@@ -109,13 +114,23 @@ def client_create(
         return _write_credentials(home, registry, name, role, out)
 
 
+def _internal_credentials(home: CloudHome, name: str) -> tuple[Path, Path]:
+    """An admin certificate the cloud uses itself, made once, whichever process comes first
+    (a half-made one, killed between its files, is made again)."""
+    folder = home.path / name
+    cert, key = folder / "device.cert", folder / "device.key"
+    if cert.exists():
+        return cert, key
+    home.ensure()
+    with folder_lock(home.path):
+        if not cert.exists():
+            client_create(home, name, Role.ADMIN, folder, force=True)
+    return cert, key
+
+
 def operator_credentials(home: CloudHome) -> tuple[Path, Path]:
     """The admin certificate the CLI uses for itself, made on first use."""
-    folder = home.path / OPERATOR
-    cert, key = folder / "device.cert", folder / "device.key"
-    if not cert.exists():
-        client_create(home, OPERATOR, Role.ADMIN, folder)
-    return cert, key
+    return _internal_credentials(home, OPERATOR)
 
 
 ENGINES = "jumpstart-engines"
@@ -130,13 +145,9 @@ def engine_principal(shard: Shard) -> str:
 def engine_credentials(home: CloudHome, shard: Shard) -> tuple[Path, Path]:
     """The admin certificate of ``shard``'s engines, made on first use together with those
     of its sibling shards, so a broker configured from the registry knows them all."""
-    wanted = [engine_principal(Shard(i, shard.count)) for i in range(shard.count)]
-    for name in wanted:
-        folder = home.path / name
-        if not (folder / "device.cert").exists():
-            client_create(home, name, Role.ADMIN, folder)
-    folder = home.path / engine_principal(shard)
-    return folder / "device.cert", folder / "device.key"
+    for index in range(shard.count):
+        _internal_credentials(home, engine_principal(Shard(index, shard.count)))
+    return _internal_credentials(home, engine_principal(shard))
 
 
 def curl_line(thing: str, port: int = REST_PORT, cert_dir: str = "cloud_cfg") -> str:

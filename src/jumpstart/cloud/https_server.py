@@ -22,6 +22,9 @@ import h11
 __all__ = ["HttpRefusalError", "HttpsServer", "reason_phrase", "receive_request"]
 
 READ_CHUNK = 64 * 1024
+# After a refusal: how long and how much of the client's remaining request is read and dropped.
+DRAIN_S = 1.0
+DRAIN_LIMIT = 1024 * 1024
 IDLE_TIMEOUT_S = 60.0
 
 
@@ -80,9 +83,10 @@ class HttpsServer:
         try:
             await self.handle(reader, writer)
         except HttpRefusalError as refusal:
-            await self._refuse(writer, refusal.status, refusal)
+            await self._refuse(reader, writer, refusal.status, refusal)
         except h11.RemoteProtocolError as broken:
-            await self._refuse(writer, broken.error_status_hint, HttpRefusalError(400, str(broken)))
+            answer = HttpRefusalError(400, str(broken))
+            await self._refuse(reader, writer, broken.error_status_hint, answer)
         except self.quiet_errors:
             return
         except asyncio.CancelledError:
@@ -98,9 +102,16 @@ class HttpsServer:
         return [("Content-Type", "text/plain")], refusal.message.encode() + b"\n"
 
     async def _refuse(
-        self, writer: asyncio.StreamWriter, status: int, why: HttpRefusalError
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        why: HttpRefusalError,
     ) -> None:
-        """Answer outside h11's state machine: the connection ends after it anyway."""
+        """Answer outside h11's state machine: the connection ends after it anyway. What
+        the client is still sending (the rest of a body over the limit) is read and dropped,
+        within bounds: closing with unread data would make the kernel send a reset that can
+        destroy the answer before the client reads it."""
         headers, body = self.refusal_body(why)
         lines = [f"HTTP/1.1 {status} {reason_phrase(status)}"]
         lines += [f"{name}: {value}" for name, value in headers]
@@ -108,6 +119,10 @@ class HttpsServer:
         with contextlib.suppress(*self.quiet_errors):
             writer.write("\r\n".join(lines).encode("latin-1") + body)
             await writer.drain()
+            async with asyncio.timeout(DRAIN_S):
+                drained = 0
+                while drained < DRAIN_LIMIT and (chunk := await reader.read(READ_CHUNK)):
+                    drained += len(chunk)
 
 
 async def receive_request(

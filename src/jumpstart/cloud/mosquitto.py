@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import getpass
 import os
 import shutil
@@ -29,6 +30,7 @@ from jumpstart.cloud.registry import CertStatus, Registry, Role
 from jumpstart.cloud.topics import REQUEST_FILTERS
 from jumpstart.errors import InputError
 from jumpstart.formats.mqtt import Connect, Disconnect, ProtocolVersion, encode_packet
+from jumpstart.statefiles import write_new
 
 __all__ = ["Mosquitto", "MosquittoError", "acl_text", "config_text", "find_mosquitto"]
 
@@ -38,6 +40,7 @@ START_TIMEOUT_S = 10.0
 # Revocation: the pause between the CRL reload and the take-over, and its bound.
 TAKEOVER_DELAY_S = 0.2
 TAKEOVER_TIMEOUT_S = 5.0
+TAKEOVER_VALIDITY = datetime.timedelta(minutes=2)
 # How often the registry is checked for new clients and revocations while mosquitto runs.
 REGISTRY_POLL_S = 2.0
 
@@ -158,6 +161,7 @@ class Mosquitto:
         self._view: _RegistryView | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._kicks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, bool] = {}  # names whose take-over has not succeeded yet
 
     def write_files(self) -> None:
         """Write the configuration, ACL and CRL."""
@@ -221,42 +225,62 @@ class Mosquitto:
         if changed and self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGHUP)
 
-    def disconnect(self, names: set[str]) -> None:
-        """End the live connections of ``names`` (whose certificates were just revoked).
+    def disconnect(self, names: dict[str, bool]) -> None:
+        """End the live connections of ``names`` (whose certificates were just revoked;
+        the value says whether the name keeps another, active, certificate).
 
         mosquitto keeps connections open across a CRL reload, and has no command to drop a
         client. Its client ids are the certificates' names, so a connection under the same
         name takes the session over and mosquitto closes the old one; the CRL, reloaded
-        first, refuses the revoked certificate's reconnection."""
+        first, refuses the revoked certificate's reconnection. mosquitto cannot tell two
+        certificates of one name apart: a connection on the name's other, active certificate
+        is dropped too (it reconnects), but its session is kept. A take-over that fails is
+        tried again at the next call."""
         self.reload()
-        task = asyncio.get_running_loop().create_task(self._take_over(sorted(names)))
+        self._pending.update(names)
+        if self._kicks or not self._pending:
+            return  # one take-over at a time; the next sweep starts the next
+        task = asyncio.get_running_loop().create_task(self._take_over(dict(self._pending)))
         self._kicks.add(task)
         task.add_done_callback(self._kicks.discard)
 
-    async def _take_over(self, names: list[str]) -> None:
+    @property
+    def pending(self) -> bool:
+        """Revoked names whose connections are not known to be closed yet."""
+        return bool(self._pending)
+
+    async def _take_over(self, names: dict[str, bool]) -> None:
         await asyncio.sleep(TAKEOVER_DELAY_S)  # mosquitto handles SIGHUP in its main loop
         folder = Path(tempfile.mkdtemp(dir=self.folder))
         try:
-            for name in names:
-                issued = self.registry.ca.issue_client(name)  # one-off, not registered
+            for name, keep_session in sorted(names.items()):
+                # One-off and short-lived: never registered, so it must not outlive its use.
+                issued = self.registry.ca.issue_client(name, TAKEOVER_VALIDITY)
                 cert, key = folder / "c.pem", folder / "k.pem"
                 cert.write_bytes(issued.cert_pem)
-                key.write_bytes(issued.key_pem)
+                write_new(key, issued.key_pem, 0o600)
                 context = ssl.create_default_context(cafile=str(self.home.ca_pem))
                 context.load_cert_chain(str(cert), str(key))
-                with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                    await asyncio.wait_for(self._connect_once(context), TAKEOVER_TIMEOUT_S)
+                key.unlink()
+                try:
+                    await asyncio.wait_for(
+                        self._connect_once(context, keep_session), TAKEOVER_TIMEOUT_S
+                    )
+                except (OSError, TimeoutError, EOFError, ssl.SSLError):
+                    continue  # still pending: the next revocation sweep tries again
+                self._pending.pop(name, None)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    async def _connect_once(self, context: ssl.SSLContext) -> None:
+    async def _connect_once(self, context: ssl.SSLContext, keep_session: bool) -> None:
         reader, writer = await asyncio.open_connection(
             self.host, self.port, ssl=context, server_hostname="localhost"
         )
         try:
-            # A clean session, so the revoked identity's persistent session goes too.
+            # A clean session ends the revoked identity's persistent session too, unless
+            # the name has another certificate still in use.
             v311 = ProtocolVersion.MQTT311
-            hello = Connect(client_id="revoked", clean_start=True, keep_alive=0)
+            hello = Connect(client_id="revoked", clean_start=not keep_session, keep_alive=0)
             writer.write(encode_packet(hello, v311))
             await reader.readexactly(4)  # CONNACK
             writer.write(encode_packet(Disconnect(), v311))
@@ -272,6 +296,10 @@ class Mosquitto:
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        for task in list(self._kicks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         process = self.process
         if process is None or process.returncode is not None:
             return

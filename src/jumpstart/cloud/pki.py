@@ -114,7 +114,11 @@ class CertificateAuthority:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def _issue(
-        self, name: str, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+        self,
+        name: str,
+        usage: x509.ObjectIdentifier,
+        sans: list[x509.GeneralName],
+        validity: dt.timedelta = LEAF_VALIDITY,
     ) -> IssuedCertificate:
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
@@ -125,7 +129,7 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + LEAF_VALIDITY)
+            .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
@@ -150,9 +154,9 @@ class CertificateAuthority:
                 sans.append(x509.DNSName(host))
         return self._issue(hostnames[0], ExtendedKeyUsageOID.SERVER_AUTH, sans)
 
-    def issue_client(self, name: str) -> IssuedCertificate:
+    def issue_client(self, name: str, validity: dt.timedelta = LEAF_VALIDITY) -> IssuedCertificate:
         """A clientAuth certificate whose common name is the thing or client name."""
-        return self._issue(name, ExtendedKeyUsageOID.CLIENT_AUTH, [])
+        return self._issue(name, ExtendedKeyUsageOID.CLIENT_AUTH, [], validity)
 
     def crl_pem(self, revoked: list[x509.Certificate]) -> bytes:
         """A CRL listing ``revoked`` (for brokers that check revocation themselves)."""

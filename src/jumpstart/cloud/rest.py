@@ -151,11 +151,16 @@ class RestServer(HttpsServer):
             # Checked on every request: a certificate revoked since the handshake is refused.
             principal = self.cloud.authenticate(der) if der else None
             status, doc, error_type = self.respond(principal, request, body)
+            try:
+                payload = json_input.encode(doc)
+            except ValueError:  # a value stored before non-JSON numbers were refused
+                status, error_type = 500, ERROR_TYPES[500]
+                message = "the stored document holds a value JSON cannot carry"
+                payload = json_input.encode({"code": 500, "message": message})
             headers = [("Content-Type", "application/json")]
             if error_type:
                 headers.append(("x-amzn-ErrorType", error_type))
             headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
-            payload = json_input.encode(doc)
             headers.append(("Content-Length", str(len(payload))))
             writer.write(
                 conn.send(

@@ -11,6 +11,7 @@ client (``BrokerLink``). Firmware images for OTA are served over HTTPS (``Firmwa
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -49,6 +50,8 @@ from jumpstart.cloud.tls import server_context
 from jumpstart.errors import InputError
 
 __all__ = ["CloudConfig", "CloudService", "open_stores"]
+
+log = logging.getLogger(__name__)
 
 # Step timeouts are in minutes; a sweep every few seconds is precise enough.
 JOB_SWEEP_S = 5.0
@@ -213,8 +216,12 @@ class CloudService:
         known = self.registry.revoked_ids()  # revoked before we started: refused at connect
         while True:
             await asyncio.sleep(REVOCATION_SWEEP_S)
-            revoked = self.registry.revoked_ids()
-            self.drop_revoked(revoked, revoked - known)
+            try:
+                revoked = self.registry.revoked_ids()
+                self.drop_revoked(revoked, revoked - known)
+            except Exception as err:  # a full disk, a busy database: the next sweep retries
+                log.warning("revocation sweep: %s", err)
+                continue
             known = revoked
 
     def drop_revoked(self, revoked: set[str], newly: set[str]) -> None:
@@ -223,12 +230,13 @@ class CloudService:
         if self.broker is not None:
             self.broker.drop_revoked(revoked)
         self.rest.drop_revoked(revoked)
-        if self.mosquitto is not None and newly:
-            names = set()
+        if self.mosquitto is not None and (newly or self.mosquitto.pending):
+            names: dict[str, bool] = {}
             for certificate_id in newly:
                 record = self.registry.certificate(certificate_id)
                 if record is not None:
-                    names.add(record.principal)
+                    others = self.registry.certificates(record.principal)
+                    names[record.principal] = any(c.status is CertStatus.ACTIVE for c in others)
             self.mosquitto.disconnect(names)
 
     async def _close_broker(self) -> None:

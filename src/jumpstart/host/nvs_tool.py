@@ -7,9 +7,11 @@ never leaves a partial or empty file behind (the generator leaves a 0-byte one).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import secrets
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,23 +50,30 @@ def _save_key(path: Path, data: bytes, *, named: bool) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InputError(f"cannot create {path.parent}: {err.strerror}") from None
-    candidate = path
-    for n in range(2, 1000):
-        try:
-            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            if named:
-                raise InputError(
-                    f"{candidate} exists; a key file is never overwritten: choose another name"
-                ) from None
-            candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-            continue
-        except OSError as err:
-            raise InputError(f"cannot write {candidate}: {err.strerror}") from None
+    # The whole file first, under a temporary name; then linked to its name, which fails if
+    # the name is taken (so nothing is ever replaced, and no half-written key appears).
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".key-")
+    try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        return candidate
-    raise InputError(f"too many key files named {path.stem}-N in {path.parent}")
+        candidate = path
+        for n in range(2, 1000):
+            try:
+                os.link(tmp, candidate)
+            except FileExistsError:
+                if named:
+                    raise InputError(
+                        f"{candidate} exists; a key file is never overwritten: choose another name"
+                    ) from None
+                candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+                continue
+            return candidate
+        raise InputError(f"too many key files named {path.stem}-N in {path.parent}")
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def read_keys(path: Path) -> NvsKeys:
@@ -135,9 +144,14 @@ def generate_key(request: KeyRequest, *, outdir: Path | None = None) -> KeyFiles
         keys = NvsKeys.from_hmac(hmac_key)
     else:
         keys = NvsKeys(secrets.token_bytes(32), secrets.token_bytes(32))
+    target_path = _target(keys_dir, name)
+    if request.keyfile is not None and target_path.exists():  # refused before anything is made
+        raise InputError(
+            f"{target_path} exists; a key file is never overwritten: choose another name"
+        )
     if hmac_path is not None:
         hmac_path = _save_key(hmac_path, hmac_key, named=request.kp_hmac_keyfile is not None)
-    target = _save_key(_target(keys_dir, name), keys.to_bytes(), named=request.keyfile is not None)
+    target = _save_key(target_path, keys.to_bytes(), named=request.keyfile is not None)
     return KeyFiles(keys, target, hmac_path)
 
 

@@ -150,3 +150,20 @@ def test_sigkill_at_a_random_point_then_again_gives_2000_devices(tmp_path: Path,
     assert done.returncode == 0, done.stderr
     assert f"{written} done before" in done.stderr
     _check_consistent(CloudHome(tmp_path / "home" / "cloud"), out, 2000)
+
+
+def test_another_runs_options_and_a_bad_prefix_are_refused_before_any_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
+    out = tmp_path / "factory"
+    assert main(["mfg", "credentials", "--count", "2", "--outdir", str(out)]) == 0
+    capsys.readouterr()
+    assert (
+        main(["mfg", "credentials", "--count", "2", "--outdir", str(out), "--prefix", "plug"]) == 2
+    )
+    assert "holds a run with other options" in capsys.readouterr().err
+    bad = ["mfg", "credentials", "--count", "2", "--outdir", str(tmp_path / "b"), "--prefix"]
+    assert main([*bad, "../../x"]) == 2
+    assert "--prefix '../../x'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

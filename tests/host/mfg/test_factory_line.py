@@ -263,3 +263,18 @@ def test_outlet_takes_its_certificate_from_esp_secure_cert(
                 await asyncio.wait_for(task, 10)
 
     asyncio.run(scenario())
+
+
+def test_mfg_flash_checks_every_image_before_making_a_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
+    out = tmp_path / "factory"
+    (out / "bin").mkdir(parents=True)
+    for n in (1, 2, 3):
+        (out / "bin" / f"outlet-{n}.bin").write_bytes(b"\xff" * (0x6000 if n != 3 else 0x3000))
+    app = tmp_path / "outlet.bin"
+    app.write_bytes(build_app_image(APPS / "outlet"))
+    assert main(["mfg", "flash", str(out), "--devices", "x-{n}", "--app", str(app)]) == 2
+    assert "outlet-3.bin: 12288 bytes" in capsys.readouterr().err
+    assert JumpstartHome().device_names() == []  # nothing made

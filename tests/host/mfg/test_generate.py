@@ -186,3 +186,13 @@ def test_size_and_existing_outputs_are_refused(
     assert capsys.readouterr().err.strip().endswith("exists; choose another --outdir or prefix")
     assert (tmp_path / "out" / "bin" / "o-1.bin").read_bytes() == first
     assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []
+
+
+def test_outputs_are_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The images hold private keys and PoPs."""
+    monkeypatch.chdir(tmp_path)
+    config, values = _outlet_batch(tmp_path, 2)
+    args = ["mfg", "generate", str(config), str(values), "o", "0x6000", "--outdir", "out"]
+    assert main([*args, "--keygen"]) == 0
+    for path in (tmp_path / "out").rglob("*"):
+        assert path.stat().st_mode & 0o077 == 0, path

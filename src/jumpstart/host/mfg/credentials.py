@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from jumpstart.children import die_with_parent
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.pki import CertificateAuthority, certificate_id
-from jumpstart.cloud.registry import Registry
+from jumpstart.cloud.registry import Registry, check_thing_name
 from jumpstart.errors import InputError
 from jumpstart.formats.esp_secure_cert import SecureCertEntry, TlvType, build_partition
 from jumpstart.idf.protocomm.srp6a import random_salt, verifier
@@ -42,6 +43,7 @@ from jumpstart.statefiles import write_new
 __all__ = ["FACTORY_CONFIG", "CredentialsJob", "CredentialsResult", "run_credentials"]
 
 SEC2_USERNAME = "wifiprov"
+RUN_FILE = "run.json"  # the options of the run that made this folder
 BATCH = 200
 # The outlet's factory partition (apps/outlet reads these from namespace fctry). What every
 # device shares is REPEAT: the endpoint, its port and the CA.
@@ -181,6 +183,24 @@ class _Outdir:
                     f"{path} belongs to another run (other options or another cloud); "
                     "choose another --outdir"
                 )
+        run = json.dumps(
+            {
+                "prefix": self.job.prefix,
+                "endpoint": self.job.endpoint,
+                "mqtt_port": self.job.mqtt_port,
+                "sec2": self.job.sec2,
+                "secure_cert": self.job.secure_cert,
+            },
+            sort_keys=True,
+        ).encode()
+        run_path = self.path / RUN_FILE
+        if not run_path.exists():
+            write_new(run_path, run)
+        elif run_path.read_bytes() != run:
+            raise InputError(
+                f"{self.path} holds a run with other options ({run_path.read_text()});"
+                " use the same options, or another --outdir"
+            )
         if not self.values.exists():
             write_new(self.values, _csv_line(self.columns))
         header = self.values.read_text().splitlines()[:1]
@@ -289,6 +309,11 @@ def run_credentials(
 ) -> CredentialsResult:
     if job.count < 1 or job.start < 0:
         raise InputError("--count must be at least 1 and --start at least 0")
+    for index in (job.start, job.start + job.count - 1):  # before any key is made
+        try:
+            check_thing_name(f"{job.prefix}-{index}")
+        except InputError as err:
+            raise InputError(f"--prefix {job.prefix!r}: {err}") from None
     ca = job.home.ensure()
     outdir = _Outdir(job)
     outdir.prepare(ca.cert_pem())
@@ -316,12 +341,16 @@ def run_credentials(
                 pool.submit(_make_batch, key_pem, cert_pem, job.prefix, chunk, job.sec2)
                 for chunk in _chunks(fresh, BATCH)
             ]
-            for future in pending:  # in order: values.csv grows in device order
-                batch = future.result()
-                _commit(registry, outdir, batch, write_files=True)
-                finished += len(batch)
-                if progress is not None:
-                    progress(finished, total)
+            try:
+                for future in pending:  # in order: values.csv grows in device order
+                    batch = future.result()
+                    _commit(registry, outdir, batch, write_files=True)
+                    finished += len(batch)
+                    if progress is not None:
+                        progress(finished, total)
+            except BaseException:  # an error or Ctrl-C: the batches not begun are dropped
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     return CredentialsResult(len(fresh), len(resumed), job.count - len(wanted))
 
 

@@ -24,6 +24,7 @@ from jumpstart.idf.partition import PartitionMap
 __all__ = ["FACTORY_PARTITION", "FlashedDevice", "flash_factory_line"]
 
 FACTORY_PARTITION = "fctry"
+FACTORY_SIZE = 0x6000  # the outlet layouts' fctry partition
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,19 @@ def flash_factory_line(
     taken = [name for name in names if name in existing]
     if taken:
         raise InputError(f"device {taken[0]!r} exists; delete it or choose another --devices")
+    # Everything is checked before the first device is made.
     secure_certs = outdir / SECURE_CERT_DIR
+    for _, image in plan:
+        if image.stat().st_size != FACTORY_SIZE:
+            raise InputError(
+                f"{image}: {image.stat().st_size} bytes, but the outlet's {FACTORY_PARTITION!r}"
+                f" partition holds {FACTORY_SIZE}"
+            )
+        if secure_certs.is_dir() and not (secure_certs / f"{image.stem}.bin").is_file():
+            raise InputError(
+                f"no {secure_certs / (image.stem + '.bin')} for {image.name}: generate the"
+                " images with --fileid id, so they are named after their things"
+            )
     flashed = []
     for n, (name, image) in enumerate(plan):
         data = image.read_bytes()
@@ -70,11 +83,7 @@ def flash_factory_line(
         with folder.open_flash() as flash:
             partitions = PartitionMap.load(flash)
             found = partitions.find(PartitionType.DATA, label=FACTORY_PARTITION)
-            if not found or found[0].size != len(data):
-                raise InputError(
-                    f"{image}: {len(data)} bytes, but the device's {FACTORY_PARTITION!r} "
-                    f"partition holds {found[0].size if found else 0}"
-                )
+            assert found  # the layouts' fctry, whose size was checked above
             flash_app_image(flash, app_image)
             found[0].erase()
             found[0].write(0, data)

@@ -215,7 +215,7 @@ def run_mfg(job: MfgJob, progress: Callable[[int, int], None] | None = None) -> 
         raise InputError(f"cannot write to {job.outdir}: {err.strerror}") from None
     try:
         for folder in (CSV_DIR, BIN_DIR, KEYS_DIR):
-            (staging / folder).mkdir()
+            (staging / folder).mkdir(mode=0o700)
         devices = list(zip(stems, job.values.devices, _device_values(job), strict=True))
 
         def one(device: tuple[str, DeviceValues, dict[str, str]]) -> list[tuple[Path, Path]]:
@@ -263,7 +263,10 @@ def _device_files(
     staged = []
     for folder, name, data in files:
         path = staging / folder / name
-        path.write_bytes(data)
+        # Owner-only: the images carry the devices' private keys and PoPs.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         staged.append((path, job.outdir / folder / name))
     return staged
 
@@ -287,10 +290,12 @@ def _publish(staged: list[tuple[Path, Path]]) -> list[Path]:
             for source, target in files:
                 os.link(source, target)
                 done.append(target)
-    except FileExistsError as err:
-        for path in done:
+    except OSError as err:
+        for path in done:  # all or nothing, whatever failed
             path.unlink(missing_ok=True)
-        raise InputError(
-            f"{err.filename2} appeared while generating; nothing was written"
-        ) from None
+        if isinstance(err, FileExistsError):
+            raise InputError(
+                f"{err.filename2} appeared while generating; nothing was written"
+            ) from None
+        raise InputError(f"cannot write {err.filename2 or err.filename}: {err.strerror}") from None
     return done
