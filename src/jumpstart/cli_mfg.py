@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +30,28 @@ mfg_app = command_group(
     help="Manufacturing: factory NVS partitions for many devices (like ESP-IDF's mfg_gen.py).",
     no_args_is_help=True,
 )
+
+
+@contextlib.contextmanager
+def _progress(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on a terminal (done/total, devices per second, time left); the
+    callback the long operations report to."""
+    columns = (
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task(label, total=total, rate="")
+        began = time.perf_counter()
+
+        def report(done: int, of: int) -> None:
+            rate = done / max(time.perf_counter() - began, 1e-9)
+            bar.update(task, completed=done, total=of, rate=f"{rate:,.0f} devices/s")
+
+        yield report
 
 
 def _encryption(
@@ -104,17 +128,8 @@ def generate(
         encryption=encryption,
         keygen=keygen,
     )
-    with Progress(
-        TextColumn("[bold]devices"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-        console=None,
-    ) as bar:
-        task = bar.add_task("devices", total=len(table.devices))
-        result = run_mfg(job, lambda done, _total: bar.update(task, completed=done))
+    with _progress("devices", len(table.devices)) as report:
+        result = run_mfg(job, report)
     kinds = "CSV files and NVS images" + (" and key files" if keygen else "")
     print(f"{result.devices} devices: {len(result.files)} {kinds} in {outdir}", file=sys.stderr)
 
@@ -158,23 +173,9 @@ def credentials(
         sec2=sec2,
         secure_cert=secure_cert,
     )
-    with Progress(
-        TextColumn("[bold]identities"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    ) as bar:
-        task = bar.add_task("identities", total=count, rate="")
-        began = time.perf_counter()
-
-        def progress(done: int, total: int) -> None:
-            rate = done / max(time.perf_counter() - began, 1e-9)
-            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} devices/s")
-
-        result = run_credentials(job, progress)
+    began = time.perf_counter()
+    with _progress("identities", count) as report:
+        result = run_credentials(job, report)
     elapsed = time.perf_counter() - began
     print(
         f"{result.made} identities made, {result.resumed} completed from an interrupted run,"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jumpstart.cli import main
+from jumpstart.host.mfg.credentials import FACTORY_CONFIG
 
 MASS_MFG = Path(__file__).resolve().parents[2] / "vectors" / "mass_mfg"
 EXPECTED = json.loads((MASS_MFG / "expected.json").read_text())["runs"]
@@ -54,16 +55,7 @@ def _reference_image(csv_path: Path, size: str, cwd: Path, key: Path | None = No
     return data
 
 
-OUTLET_CONFIG = """fctry,namespace,
-serial_no,data,string
-pop,data,string
-device_id,data,string
-endpoint,data,string,REPEAT
-mqtt_port,data,string,REPEAT
-server_cert,file,string,REPEAT
-device_cert,file,string
-device_key,file,string
-"""
+OUTLET_CONFIG = FACTORY_CONFIG  # the layout mfg credentials writes for the outlet
 
 
 def _outlet_batch(folder: Path, count: int) -> tuple[Path, Path]:
