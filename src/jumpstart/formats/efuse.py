@@ -212,6 +212,14 @@ class EfuseImage:
         bits = self.block_bits(field.block) | (value << field.first_bit)
         self._set_block_bits(field.block, bits)
 
+    def clear_read_protected(self) -> None:
+        """Zero the read registers of every read-protected block, as espefuse's emulator
+        does: software (and the file) see zeros; the chip keeps the key for its hardware."""
+        protected = self.read("RD_DIS")
+        for block in (1, 2, 3):
+            if protected >> (block - 1) & 1:
+                self._set_block_bits(block, 0)
+
     def burn_bytes(self, name: str, data: bytes) -> None:
         self.burn(name, int.from_bytes(data, "little"))
 
