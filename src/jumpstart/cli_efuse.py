@@ -22,6 +22,7 @@ from jumpstart.host.device_home import DeviceFolder, JumpstartHome
 from jumpstart.host.files import read_file
 from jumpstart.host.image_tools import load_public_key
 from jumpstart.idf.efuse import SECURE_BOOT_BLOCK, VirtualEfuse, format_mac
+from jumpstart.statefiles import write_new
 
 efuse_app = command_group(
     help="A device's eFuses (like espefuse; its efuse.bin is espefuse's virtual file).",
@@ -135,6 +136,55 @@ def burn_key_digest(
     efuse.burn_secure_boot_digest(digest)
     _save(folder, efuse)
     print(f"burned the digest {digest.hex()} into {SECURE_BOOT_BLOCK} of {device}")
+
+
+# espefuse's block names for ESP32 keys; the first two store the key file reversed.
+KEY_BLOCKS = {
+    "flash_encryption": ("BLOCK1", True),
+    "BLOCK1": ("BLOCK1", True),
+    "secure_boot_v1": ("BLOCK2", True),
+    "BLOCK2": ("BLOCK2", False),
+}
+HIDDEN_KEYS_FILE = "efuse-hidden-keys.json"
+
+
+@efuse_app.command("burn-key")
+def burn_key(
+    device: DeviceOption,
+    block: Annotated[str, typer.Argument(help="flash_encryption, secure_boot_v1 or BLOCK1/2")],
+    keyfile: Annotated[Path, typer.Argument(help="32 bytes of raw key")],
+    no_protect_key: Annotated[
+        bool, typer.Option("--no-protect-key", help="Leave the block readable and writable")
+    ] = False,
+) -> None:
+    """Burn a key into a block (espefuse burn-key): flash_encryption and secure_boot_v1 keys
+    are stored byte-reversed and, unless --no-protect-key, read- and write-protected. The
+    device's file then holds zeros there, as espefuse's does; the key the chip keeps for its
+    hardware is kept beside it (efuse-hidden-keys.json, owner-only)."""
+    if block not in KEY_BLOCKS:
+        raise InputError(f"unknown key block {block!r}: use {', '.join(KEY_BLOCKS)}")
+    name, reverse = KEY_BLOCKS[block]
+    key = read_file(keyfile)
+    if len(key) != FIELDS[name].length // 8:
+        raise InputError(f"{keyfile}: {len(key)} bytes; a key file is 32 bytes of raw key data")
+    folder = _stopped(device)
+    efuse = folder.efuse()
+    stored = key[::-1] if reverse else key
+    efuse.image.burn_bytes(name, stored)
+    if not no_protect_key:
+        field = FIELDS[name]
+        assert field.rd_dis is not None
+        assert field.wr_dis is not None
+        if reverse:  # espefuse read-protects the flash encryption and secure boot v1 keys
+            hidden_path = folder.path / HIDDEN_KEYS_FILE
+            hidden = json.loads(hidden_path.read_text()) if hidden_path.exists() else {}
+            hidden[name] = stored.hex()
+            write_new(hidden_path, json.dumps(hidden).encode(), 0o600)
+            efuse.image.burn("RD_DIS", efuse.image.read("RD_DIS") | 1 << field.rd_dis)
+            efuse.image.clear_read_protected()
+        efuse.image.burn("WR_DIS", efuse.image.read("WR_DIS") | 1 << field.wr_dis)
+    _save(folder, efuse)
+    print(f"burned a key into {name} of {device}" + ("" if no_protect_key else ", protected"))
 
 
 @efuse_app.command("write-protect-efuse")

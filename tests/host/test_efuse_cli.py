@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jumpstart.cli import main
+from jumpstart.formats.efuse import EfuseImage
 from jumpstart.host.device_home import JumpstartHome
 
 PLAIN_VALUES = {
@@ -161,3 +162,42 @@ def test_read_protection_hides_the_block(home: Path, capsys: pytest.CaptureFixtu
     ours = _ours("d", capsys)
     assert ours["SECURE_VERSION"]["readable"] is False
     assert ours["SECURE_VERSION"]["value"] == 0  # zeros to software, as espefuse's file
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("protect", [True, False], ids=["protected", "no-protect-key"])
+def test_burn_key_gives_the_blocks_espefuse_gives(
+    home: Path, tmp_path: Path, protect: bool
+) -> None:
+    assert main(["device", "create", "d"]) == 0
+    folder = JumpstartHome().device("d")
+    theirs_path = tmp_path / "theirs.bin"
+    theirs_path.write_bytes(folder.efuse_path.read_bytes())
+    key = tmp_path / "fe_key.bin"
+    key.write_bytes(bytes(range(32)))
+    option = [] if protect else ["--no-protect-key"]
+    _espefuse(theirs_path, "burn-key", "flash_encryption", str(key), *option)
+    assert main(["efuse", "burn-key", "--device", "d", "flash_encryption", str(key), *option]) == 0
+    ours = EfuseImage.from_file(folder.efuse_path.read_bytes())
+    theirs = EfuseImage.from_file(theirs_path.read_bytes())
+    for block in (0, 1, 2, 3):  # the read registers; the controller's scratch may differ
+        assert ours.block_bytes(block) == theirs.block_bytes(block), block
+    hidden = folder.path / "efuse-hidden-keys.json"
+    if protect:
+        assert ours.block_bytes(1) == bytes(32)  # zeros to software, as espefuse's file
+        assert json.loads(hidden.read_text()) == {"BLOCK1": bytes(range(32))[::-1].hex()}
+        assert hidden.stat().st_mode & 0o077 == 0
+    else:
+        assert ours.read_bytes("BLOCK1") == bytes(range(32))[::-1]
+        assert not hidden.exists()
+
+
+def test_burn_key_refuses_a_wrong_size(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["device", "create", "d"]) == 0
+    key = tmp_path / "short.bin"
+    key.write_bytes(bytes(16))
+    capsys.readouterr()
+    assert main(["efuse", "burn-key", "--device", "d", "flash_encryption", str(key)]) == 2
+    assert "16 bytes; a key file is 32 bytes" in capsys.readouterr().err
