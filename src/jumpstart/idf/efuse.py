@@ -12,6 +12,7 @@ from pathlib import Path
 
 from jumpstart.errors import InputError, UsageError
 from jumpstart.formats.efuse import FIELDS, EfuseImage
+from jumpstart.idf.esp_err import EspErr, EspError
 from jumpstart.statefiles import write_new
 
 __all__ = ["ESPRESSIF_OUI", "VirtualEfuse", "format_mac", "parse_mac", "random_mac"]
@@ -58,6 +59,63 @@ class VirtualEfuse:
     @property
     def mac(self) -> bytes:
         return self.image.mac()
+
+    # -- esp_efuse.h: fields by their esp_efuse_table.csv names ---------------------------
+    def read_field_bit(self, name: str) -> bool:
+        """``esp_efuse_read_field_bit``."""
+        return bool(self.read_field_cnt(name))
+
+    def read_field_cnt(self, name: str) -> int:
+        """``esp_efuse_read_field_cnt``: the field's bits as a number (a read-protected
+        block reads as zeros, as the chip gives software)."""
+        return self.image.read(self._field(name))
+
+    def read_field_blob(self, name: str) -> bytes:
+        """``esp_efuse_read_field_blob``: the field's bytes, lowest bit first."""
+        return self.image.read_bytes(self._field(name))
+
+    def write_field_bit(self, name: str) -> None:
+        """``esp_efuse_write_field_bit``: set a one-bit field (already set: nothing)."""
+        if not self.read_field_bit(name):
+            self.write_field_cnt(name, 1)
+
+    def write_field_cnt(self, name: str, count: int) -> None:
+        """``esp_efuse_write_field_cnt``: set ``count`` more bits of the field, from its lowest
+        unset bit (how FLASH_CRYPT_CNT is advanced); ESP_ERR_EFUSE_CNT_IS_FULL past its end."""
+        field = FIELDS[self._field(name)]
+        value = self.image.read(field.name)
+        for _ in range(count):
+            free = (~value) & ((1 << field.length) - 1)
+            if not free:
+                raise EspError(EspErr.ESP_ERR_EFUSE_CNT_IS_FULL, f"{name}: every bit is set")
+            value |= free & -free
+        self._burn(field.name, value)
+
+    def write_field_blob(self, name: str, data: bytes) -> None:
+        """``esp_efuse_write_field_blob``: program the field's bytes. Programming a bit
+        that is programmed already is ESP_ERR_EFUSE_REPEATED_PROG (ESP-IDF forbids it);
+        a protected field is ESP_ERR_EFUSE."""
+        field = FIELDS[self._field(name)]
+        if len(data) * 8 != field.length:
+            raise EspError(EspErr.ESP_ERR_INVALID_ARG, f"{name} is {field.length // 8} bytes")
+        current, wanted = self.image.read(field.name), int.from_bytes(data, "little")
+        if current & wanted:
+            raise EspError(EspErr.ESP_ERR_EFUSE_REPEATED_PROG, f"{name}: bits programmed already")
+        self._burn(field.name, current | wanted)
+
+    def _burn(self, name: str, value: int) -> None:
+        if self.image.write_protected(name):
+            raise EspError(EspErr.ESP_ERR_EFUSE, f"{name} is write-protected")
+        try:
+            self.image.burn(name, value)
+        except InputError as err:
+            raise EspError(EspErr.ESP_ERR_EFUSE_REPEATED_PROG, str(err)) from None
+
+    @staticmethod
+    def _field(name: str) -> str:
+        if name not in FIELDS:
+            raise EspError(EspErr.ESP_ERR_NOT_FOUND, f"no eFuse field {name!r} on ESP32")
+        return name
 
     @property
     def secure_boot_key_digests(self) -> list[bytes]:
