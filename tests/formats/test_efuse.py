@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from jumpstart.errors import InputError
 from jumpstart.formats.efuse import EFUSE_FILE_SIZE, FIELDS, EfuseImage, mac_crc8
+from tests.espressif_tools import espefuse, espefuse_summary, sbv2_key_and_digest
 
 MAC = bytes.fromhex("240ac4123456")
 RAW_UINTS = {
@@ -27,25 +24,11 @@ RAW_UINTS = {
 }
 
 
-def _espefuse(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "espefuse", "--chip", "esp32", "--virt"]
-    command += ["--path-efuse-file", str(path), "--do-not-confirm", *args]
-    env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
-
-
-def _summary(path: Path) -> dict[str, dict[str, object]]:
-    out = _espefuse(path, "summary", "--format", "json").stdout
-    return dict(json.loads(out[out.index("{") :]))
-
-
 @pytest.mark.interop
 def test_espefuse_reads_a_new_device(tmp_path: Path) -> None:
     path = tmp_path / "efuse.bin"
     path.write_bytes(EfuseImage.new_device(MAC).to_file())
-    summary = _summary(path)
+    summary = espefuse_summary(path)
     crc = mac_crc8(MAC)
     assert summary["MAC"]["value"] == f"24:0a:c4:12:34:56 (CRC 0x{crc:02x} OK)"
     assert summary["CHIP_VER_REV1"]["value"] is True
@@ -57,28 +40,12 @@ def test_espefuse_reads_a_new_device(tmp_path: Path) -> None:
 def test_what_espefuse_burns_reads_back_field_by_field(tmp_path: Path) -> None:
     path = tmp_path / "efuse.bin"
     path.write_bytes(EfuseImage.new_device(MAC).to_file())
-    digest_key = tmp_path / "sbv2.pem"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "espsecure",
-            "generate-signing-key",
-            "--version",
-            "2",
-            "--scheme",
-            "rsa3072",
-            str(digest_key),
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    _espefuse(path, "burn-key-digest", str(digest_key))
-    _espefuse(path, "burn-efuse", "FLASH_CRYPT_CNT", "1", "FLASH_CRYPT_CONFIG", "0xF")
-    _espefuse(path, "burn-efuse", "JTAG_DISABLE", "1", "ABS_DONE_1", "1")
+    digest_key, digest = sbv2_key_and_digest(tmp_path)
+    espefuse(path, "burn-key-digest", str(digest_key))
+    espefuse(path, "burn-efuse", "FLASH_CRYPT_CNT", "1", "FLASH_CRYPT_CONFIG", "0xF")
+    espefuse(path, "burn-efuse", "JTAG_DISABLE", "1", "ABS_DONE_1", "1")
     image = EfuseImage.from_file(path.read_bytes())
-    summary = _summary(path)
+    summary = espefuse_summary(path)
     compared = 0
     for name, field in FIELDS.items():
         # Plain bits only: espefuse shows some fields converted (ADC_VREF in mV...).
@@ -91,23 +58,7 @@ def test_what_espefuse_burns_reads_back_field_by_field(tmp_path: Path) -> None:
         assert (bool(ours) if field.kind == "bool" else ours) == theirs, name
         compared += 1
     assert compared > 25
-    digest = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "espsecure",
-            "digest-sbv2-public-key",
-            "--keyfile",
-            str(digest_key),
-            "-o",
-            str(tmp_path / "digest.bin"),
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    assert digest.returncode == 0
-    assert image.read_bytes("BLOCK2") == (tmp_path / "digest.bin").read_bytes()
+    assert image.read_bytes("BLOCK2") == digest
     assert image.write_protected("BLOCK2")  # burn-key-digest protects it
     assert image.mac() == MAC
     assert image.mac_crc_ok()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ import pytest
 from jumpstart.cli import main
 from jumpstart.formats.efuse import EfuseImage
 from jumpstart.host.device_home import JumpstartHome
+from tests.espressif_tools import espefuse, espefuse_summary, sbv2_key_and_digest
 
 PLAIN_VALUES = {
     "MAC",
@@ -26,20 +24,6 @@ PLAIN_VALUES = {
     "MAC_CRC",
 }
 COMPARED = ("block", "word", "pos", "bit_len", "efuse_type", "raw_value", "readable", "writeable")
-
-
-def _espefuse(path: Path, *args: str) -> str:
-    command = [sys.executable, "-m", "espefuse", "--chip", "esp32", "--virt"]
-    command += ["--path-efuse-file", str(path), "--do-not-confirm", *args]
-    env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def _theirs(path: Path) -> dict[str, dict[str, object]]:
-    out = _espefuse(path, "summary", "--format", "json")
-    return dict(json.loads(out[out.index("{") :]))
 
 
 def _ours(device: str, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, object]]:
@@ -69,55 +53,21 @@ def test_summary_agrees_with_espefuse_before_and_after_burning_from_either_side(
 ) -> None:
     assert main(["device", "create", "d", "--mac", "24:0a:c4:0a:0b:0c"]) == 0
     path = JumpstartHome().device("d").efuse_path
-    _agree(_ours("d", capsys), _theirs(path))
-    key = tmp_path / "sbv2.pem"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "espsecure",
-            "generate-signing-key",
-            "--version",
-            "2",
-            "--scheme",
-            "rsa3072",
-            str(key),
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    _agree(_ours("d", capsys), espefuse_summary(path))
+    key, digest = sbv2_key_and_digest(tmp_path)
     assert main(["efuse", "burn-key-digest", "--device", "d", str(key)]) == 0
     assert (
         main(["efuse", "burn-efuse", "--device", "d", "FLASH_CRYPT_CNT", "1", "JTAG_DISABLE", "1"])
         == 0
     )
     assert main(["efuse", "write-protect-efuse", "--device", "d", "JTAG_DISABLE"]) == 0
-    _espefuse(path, "burn-efuse", "ABS_DONE_1", "1")
-    ours, theirs = _ours("d", capsys), _theirs(path)
+    espefuse(path, "burn-efuse", "ABS_DONE_1", "1")
+    ours, theirs = _ours("d", capsys), espefuse_summary(path)
     _agree(ours, theirs)
     assert ours["ABS_DONE_1"]["value"] is True  # espefuse's burn, read by us
     assert ours["FLASH_CRYPT_CNT"]["value"] == 1
     assert theirs["JTAG_DISABLE"]["writeable"] is False  # our protection, read by espefuse
-    digest = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "espsecure",
-            "digest-sbv2-public-key",
-            "--keyfile",
-            str(key),
-            "-o",
-            str(tmp_path / "d.bin"),
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    assert digest.returncode == 0
-    assert ours["BLOCK2"]["value"] == " ".join(
-        f"{b:02x}" for b in (tmp_path / "d.bin").read_bytes()
-    )
+    assert ours["BLOCK2"]["value"] == " ".join(f"{b:02x}" for b in digest)
 
 
 def test_refusals_are_one_line_and_change_nothing(
@@ -176,7 +126,7 @@ def test_burn_key_gives_the_blocks_espefuse_gives(
     key = tmp_path / "fe_key.bin"
     key.write_bytes(bytes(range(32)))
     option = [] if protect else ["--no-protect-key"]
-    _espefuse(theirs_path, "burn-key", "flash_encryption", str(key), *option)
+    espefuse(theirs_path, "burn-key", "flash_encryption", str(key), *option)
     assert main(["efuse", "burn-key", "--device", "d", "flash_encryption", str(key), *option]) == 0
     ours = EfuseImage.from_file(folder.efuse_path.read_bytes())
     theirs = EfuseImage.from_file(theirs_path.read_bytes())
