@@ -175,14 +175,11 @@ class _Outdir:
         base = SECURE_CERT_CONFIG if self.job.secure_cert else FACTORY_CONFIG
         config = (base + (SEC2_CONFIG if self.job.sec2 else "")).encode()
         for name, data in (("config.csv", config), ("server.cert", ca_pem)):
-            path = self.path / name
-            if not path.exists():
-                write_new(path, data)
-            elif path.read_bytes() != data:
-                raise InputError(
-                    f"{path} belongs to another run (other options or another cloud); "
-                    "choose another --outdir"
-                )
+            _write_once(
+                self.path / name,
+                data,
+                "belongs to another run (other options or another cloud); choose another --outdir",
+            )
         run = json.dumps(
             {
                 "prefix": self.job.prefix,
@@ -193,14 +190,12 @@ class _Outdir:
             },
             sort_keys=True,
         ).encode()
-        run_path = self.path / RUN_FILE
-        if not run_path.exists():
-            write_new(run_path, run)
-        elif run_path.read_bytes() != run:
-            raise InputError(
-                f"{self.path} holds a run with other options ({run_path.read_text()});"
-                " use the same options, or another --outdir"
-            )
+        _write_once(
+            self.path / RUN_FILE,
+            run,
+            "holds a run with other options (see that file); use the same options, or another"
+            " --outdir",
+        )
         if not self.values.exists():
             write_new(self.values, _csv_line(self.columns))
         header = self.values.read_text().splitlines()[:1]
@@ -258,6 +253,14 @@ class _Outdir:
             out.write(b"".join(lines))
             out.flush()
             os.fsync(out.fileno())
+
+
+def _write_once(path: Path, data: bytes, otherwise: str) -> None:
+    """Write ``path`` if it is new; if it exists it must hold ``data`` already."""
+    if not path.exists():
+        write_new(path, data)
+    elif path.read_bytes() != data:
+        raise InputError(f"{path} {otherwise}")
 
 
 def _csv_line(cells: tuple[str, ...] | list[str]) -> bytes:
