@@ -33,6 +33,16 @@ from tests.cloud_device import HOME_AP, running_cloud
 from tests.idf.device_helpers import APPS
 
 PICKED = (7, 42, 99)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The outlet firmware, the same for every device (built once for this module)."""
+    path = tmp_path_factory.mktemp("firmware") / "outlet.bin"
+    path.write_bytes(build_app_image(APPS / "outlet"))
+    return path
+
+
 FCTRY = 0x340000
 
 
@@ -87,12 +97,10 @@ def _rest_status(port: int, cfg: dict[str, Path], ca: Path, thing: str) -> int:
 
 
 def test_three_outlets_from_one_factory_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, app: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
     out = tmp_path / "factory"
-    app = tmp_path / "outlet.bin"
-    app.write_bytes(build_app_image(APPS / "outlet"))
     world = RadioWorld(None, [HOME_AP])
     home = JumpstartHome()
 
@@ -193,15 +201,13 @@ async def _erased_factory_data_stays_offline(
 
 
 def test_mfg_flash_makes_a_device_per_image(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, app: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
     out = tmp_path / "factory"
     assert main(["mfg", "credentials", "--count", "3", "--outdir", str(out)]) == 0
     config, values = str(out / "config.csv"), str(out / "values.csv")
     assert main(["mfg", "generate", config, values, "outlet", "0x6000", "--outdir", str(out)]) == 0
-    app = tmp_path / "outlet.bin"
-    app.write_bytes(build_app_image(APPS / "outlet"))
     flash = ["mfg", "flash", str(out), "--devices", "line-{n}", "--app", str(app)]
     assert main(flash) == 0
     home = JumpstartHome()
@@ -219,14 +225,12 @@ def test_mfg_flash_makes_a_device_per_image(
 
 
 def test_outlet_takes_its_certificate_from_esp_secure_cert(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, app: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """mfg credentials --secure-cert: the certificate, key and CA go to an esp_secure_cert
     partition per device, fctry keeps identity and endpoint; the outlet connects with them."""
     monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
     out = tmp_path / "factory"
-    app = tmp_path / "outlet.bin"
-    app.write_bytes(build_app_image(APPS / "outlet"))
     world = RadioWorld(None, [HOME_AP])
     home = JumpstartHome()
 
@@ -266,15 +270,13 @@ def test_outlet_takes_its_certificate_from_esp_secure_cert(
 
 
 def test_mfg_flash_checks_every_image_before_making_a_device(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, app: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
     out = tmp_path / "factory"
     (out / "bin").mkdir(parents=True)
     for n in (1, 2, 3):
         (out / "bin" / f"outlet-{n}.bin").write_bytes(b"\xff" * (0x6000 if n != 3 else 0x3000))
-    app = tmp_path / "outlet.bin"
-    app.write_bytes(build_app_image(APPS / "outlet"))
     assert main(["mfg", "flash", str(out), "--devices", "x-{n}", "--app", str(app)]) == 2
     assert "outlet-3.bin: 12288 bytes" in capsys.readouterr().err
     assert JumpstartHome().device_names() == []  # nothing made
