@@ -129,7 +129,7 @@ def device_delete(
 ) -> None:
     """Delete a device: its flash, eFuses and console log (its thing stays in the cloud:
     jumpstart cloud thing delete NAME)."""
-    folder = _stopped_device(name)
+    folder = stopped_device(name)
     JumpstartHome().delete_device(folder)
     print(f"deleted device {name} ({folder.path})")
 
@@ -209,7 +209,7 @@ def _overrides(settings: list[str]) -> dict[str, Any]:
     return values
 
 
-def _stopped_device(name: str) -> DeviceFolder:
+def stopped_device(name: str) -> DeviceFolder:
     """A device whose flash may be written: it exists and no process runs it."""
     folder = JumpstartHome().device(name)
     if is_running(folder):
@@ -269,7 +269,7 @@ def idf_flash(
 
     An IMAGE alone goes to the first app partition and otadata is erased, so it boots next.
     """
-    folder = _stopped_device(device)
+    folder = stopped_device(device)
     image, pairs = _flash_arguments(args or [])
     # Everything is read and checked before anything is written. The explicit pairs go first,
     # so that IMAGE is placed by the partition table they bring (idf.py flash's order).
@@ -313,7 +313,7 @@ def _check_app_image(path: Path, data: bytes) -> None:
 
 def idf_erase_flash(device: Annotated[str, typer.Option(help="Device to erase")]) -> None:
     """Erase the whole flash (esptool erase_flash); the partition table goes too."""
-    folder = _stopped_device(device)
+    folder = stopped_device(device)
     with folder.open_flash() as flash:
         flash.erase_range(0, flash.size)
     print(f"Erased {device}'s flash")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from jumpstart.cli_device import stopped_device
 from jumpstart.cli_util import command_group
 from jumpstart.errors import InputError
 from jumpstart.formats.efuse import FIELDS, EfuseField, EfuseImage
 from jumpstart.formats.secure_boot import key_digest
-from jumpstart.host.device_control import is_running
 from jumpstart.host.device_home import DeviceFolder, JumpstartHome
 from jumpstart.host.files import read_file
 from jumpstart.host.image_tools import load_public_key
@@ -29,13 +30,6 @@ efuse_app = command_group(
     no_args_is_help=True,
 )
 DeviceOption = Annotated[str, typer.Option("--device", help="A stopped device")]
-
-
-def _stopped(name: str) -> DeviceFolder:
-    folder = JumpstartHome().device(name)
-    if is_running(folder):
-        raise InputError(f"device {name!r} is running; stop it first (jumpstart device stop)")
-    return folder
 
 
 def _raw(image: EfuseImage, field: EfuseField) -> str:
@@ -109,7 +103,7 @@ def burn_efuse(
     """Burn fields (bits go from 0 to 1 only); all are checked before any is burned."""
     if len(pairs) % 2:
         raise InputError("give NAME VALUE pairs (espefuse burn-efuse NAME VALUE ...)")
-    folder = _stopped(device)
+    folder = stopped_device(device)
     efuse = folder.efuse()
     for name, text in zip(pairs[0::2], pairs[1::2], strict=True):
         try:
@@ -128,7 +122,7 @@ def burn_key_digest(
 ) -> None:
     """The SHA-256 of the key's Secure Boot V2 public key block into BLOCK2, then BLOCK2
     write-protected (espefuse burn-key-digest)."""
-    folder = _stopped(device)
+    folder = stopped_device(device)
     efuse = folder.efuse()
     digest = key_digest(load_public_key(read_file(keyfile)))
     if efuse.secure_boot_key_digests and efuse.secure_boot_key_digests != [digest]:
@@ -167,22 +161,18 @@ def burn_key(
     key = read_file(keyfile)
     if len(key) != FIELDS[name].length // 8:
         raise InputError(f"{keyfile}: {len(key)} bytes; a key file is 32 bytes of raw key data")
-    folder = _stopped(device)
+    folder = stopped_device(device)
     efuse = folder.efuse()
     stored = key[::-1] if reverse else key
     efuse.image.burn_bytes(name, stored)
     if not no_protect_key:
-        field = FIELDS[name]
-        assert field.rd_dis is not None
-        assert field.wr_dis is not None
         if reverse:  # espefuse read-protects the flash encryption and secure boot v1 keys
             hidden_path = folder.path / HIDDEN_KEYS_FILE
             hidden = json.loads(hidden_path.read_text()) if hidden_path.exists() else {}
             hidden[name] = stored.hex()
             write_new(hidden_path, json.dumps(hidden).encode(), 0o600)
-            efuse.image.burn("RD_DIS", efuse.image.read("RD_DIS") | 1 << field.rd_dis)
-            efuse.image.clear_read_protected()
-        efuse.image.burn("WR_DIS", efuse.image.read("WR_DIS") | 1 << field.wr_dis)
+            efuse.image.read_protect(name)
+        efuse.image.write_protect(name)
     _save(folder, efuse)
     print(f"burned a key into {name} of {device}" + ("" if no_protect_key else ", protected"))
 
@@ -192,7 +182,7 @@ def write_protect_efuse(
     device: DeviceOption, names: Annotated[list[str], typer.Argument(help="Fields")]
 ) -> None:
     """Set each field's WR_DIS bit: the field can no longer be burned."""
-    _protect(device, names, "WR_DIS", "wr_dis")
+    _protect(device, names, EfuseImage.write_protect)
 
 
 @efuse_app.command("read-protect-efuse")
@@ -201,25 +191,17 @@ def read_protect_efuse(
 ) -> None:
     """Set the RD_DIS bit of each field's block: software reads it as zeros (the file keeps
     zeros, as espefuse's does)."""
-    _protect(device, names, "RD_DIS", "rd_dis")
+    _protect(device, names, EfuseImage.read_protect)
 
 
-def _protect(device: str, names: list[str], mask: str, attribute: str) -> None:
-    folder = _stopped(device)
+def _protect(device: str, names: list[str], protect: Callable[[EfuseImage, str], None]) -> None:
+    folder = stopped_device(device)
     efuse = folder.efuse()
-    bits = 0
-    for name in names:
-        field = FIELDS.get(name)
-        if field is None:
-            raise InputError(f"no eFuse field {name!r} on ESP32")
-        bit = getattr(field, attribute)
-        if bit is None:
-            raise InputError(
-                f"{name} cannot be {'read' if mask == 'RD_DIS' else 'write'}-protected"
-            )
-        bits |= 1 << bit
-    efuse.image.burn(mask, efuse.image.read(mask) | bits)
-    if mask == "RD_DIS":
-        efuse.image.clear_read_protected()
+    for name in names:  # on the copy in memory: nothing is saved on an error
+        protect(efuse.image, name)
     _save(folder, efuse)
-    print(f"{mask} {efuse.image.read(mask):#x} on {device}", file=sys.stderr)
+    print(
+        f"WR_DIS {efuse.image.read('WR_DIS'):#x}, RD_DIS {efuse.image.read('RD_DIS'):#x}"
+        f" on {device}",
+        file=sys.stderr,
+    )

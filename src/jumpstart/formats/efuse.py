@@ -212,6 +212,21 @@ class EfuseImage:
         bits = self.block_bits(field.block) | (value << field.first_bit)
         self._set_block_bits(field.block, bits)
 
+    def write_protect(self, name: str) -> None:
+        """Burn the field's WR_DIS bit: the field can no longer be burned."""
+        bit = _field(name).wr_dis
+        if bit is None:
+            raise InputError(f"{name} cannot be write-protected")
+        self.burn("WR_DIS", self.read("WR_DIS") | 1 << bit)
+
+    def read_protect(self, name: str) -> None:
+        """Burn the RD_DIS bit of the field's block, which then reads as zeros."""
+        bit = _field(name).rd_dis
+        if bit is None:
+            raise InputError(f"{name} cannot be read-protected")
+        self.burn("RD_DIS", self.read("RD_DIS") | 1 << bit)
+        self.clear_read_protected()
+
     def clear_read_protected(self) -> None:
         """Zero the read registers of every read-protected block, as espefuse's emulator
         does: software (and the file) see zeros; the chip keeps the key for its hardware."""

@@ -137,9 +137,7 @@ class VirtualEfuse:
         if current:
             raise UsageError("BLOCK2 holds another Secure Boot key digest")
         self.image.burn_bytes(SECURE_BOOT_BLOCK, digest)
-        wr_dis = FIELDS[SECURE_BOOT_BLOCK].wr_dis
-        assert wr_dis is not None
-        self.image.burn("WR_DIS", self.image.read("WR_DIS") | 1 << wr_dis)
+        self.image.write_protect(SECURE_BOOT_BLOCK)
 
     @classmethod
     def from_legacy_json(cls, text: str) -> VirtualEfuse:
