@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jumpstart.errors import InputError
+from jumpstart.statefiles import write_new
 
 __all__ = ["read_file", "write_atomically"]
 
@@ -18,13 +19,11 @@ def read_file(path: Path) -> bytes:
 
 
 def write_atomically(path: Path, data: bytes, *, make_parents: bool = False) -> None:
-    """Write via a temporary file in the same folder, so a failure never leaves a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Write via a temporary file in the same folder, so a failure never leaves a partial file
+    (statefiles.write_new: a unique temporary name, so two writers never share one)."""
     try:
         if make_parents:
             path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        write_new(path, data)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {path}: {err.strerror}") from None
