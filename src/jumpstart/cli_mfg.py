@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -183,9 +184,14 @@ def credentials(
         file=sys.stderr,
     )
     size = "0x6000"  # the outlet's fctry partition
+    folder = outdir.absolute()  # the line works from any folder of a new terminal
+    config, values = (
+        shlex.quote(str(folder / "config.csv")),
+        shlex.quote(str(folder / "values.csv")),
+    )
     print(
-        f"  jumpstart mfg generate {outdir / 'config.csv'} {outdir / 'values.csv'} {prefix}"
-        f" {size} --outdir {outdir} --fileid id",
+        f"  {JumpstartHome().command_prefix()} mfg generate {config} {values} {prefix} {size}"
+        f" --outdir {shlex.quote(str(folder))} --fileid id",
         file=sys.stderr,
     )
 
@@ -214,4 +220,6 @@ def flash(
     flashed = flash_factory_line(JumpstartHome(), outdir, devices, image)
     for device in flashed:
         print(f"{device.name}: app and {device.image.name} at 0x{device.fctry_offset:x}")
-    print(f"{len(flashed)} devices flashed; boot one: jumpstart device run {flashed[0].name}")
+    home = JumpstartHome()
+    print(f"{len(flashed)} devices flashed; boot one:")
+    print(f"  {home.command_prefix()} device run {flashed[0].name}")

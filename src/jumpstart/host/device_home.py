@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +89,16 @@ class JumpstartHome:
     def __init__(self, path: Path | None = None) -> None:
         default = Path(os.environ.get("JUMPSTART_HOME", Path.home() / ".jumpstart"))
         self.path = path if path is not None else default
+
+    def command_prefix(self) -> str:
+        """What makes a printed ``jumpstart`` command work in a new terminal on this home:
+        the executable's full path (the venv is not on a new shell's PATH) and
+        ``JUMPSTART_HOME`` unless it is the default."""
+        executable = Path(sys.executable).with_name("jumpstart")
+        command = shlex.quote(str(executable)) if executable.exists() else "jumpstart"
+        if self.path.absolute() != (Path.home() / ".jumpstart").absolute():
+            command = f"JUMPSTART_HOME={shlex.quote(str(self.path.absolute()))} {command}"
+        return command
 
     @property
     def devices_path(self) -> Path:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import secrets
 import shlex
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,17 +163,6 @@ def provisioned_ssid(folder: DeviceFolder) -> str | None:
             return None
 
 
-def command_prefix(home: JumpstartHome) -> str:
-    """What makes a printed ``jumpstart`` command work in a new terminal: the executable's
-    full path (the venv is not on a new shell's PATH) and ``JUMPSTART_HOME`` unless it is the
-    default."""
-    executable = Path(sys.executable).with_name("jumpstart")
-    command = shlex.quote(str(executable)) if executable.exists() else "jumpstart"
-    if home.path.absolute() != (Path.home() / ".jumpstart").absolute():
-        command = f"JUMPSTART_HOME={shlex.quote(str(home.path.absolute()))} {command}"
-    return command
-
-
 def next_steps(
     setup: ProductSetup,
     config: ProductConfig,
@@ -256,7 +244,7 @@ async def run_product(
         print_line(f"  Firmware (HTTPS)   https://{ENDPOINT}:{service.firmware_port}/firmware/")
         print_line(f"  Wi-Fi network      {config.ssid} (password {config.password})")
         steps = next_steps(
-            setup, config, service, command_prefix(home), provisioned_ssid(setup.folder)
+            setup, config, service, home.command_prefix(), provisioned_ssid(setup.folder)
         )
         for line in steps:
             print_line(line)
