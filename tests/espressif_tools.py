@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["espefuse", "espefuse_summary", "sbv2_key_and_digest"]
+__all__ = ["espefuse", "espefuse_summary", "espsecure_flash_data", "sbv2_key_and_digest"]
 
 
 def espefuse(path: Path, *args: str) -> str:
@@ -38,3 +38,25 @@ def sbv2_key_and_digest(folder: Path) -> tuple[Path, bytes]:
     _espsecure("generate-signing-key", "--version", "2", "--scheme", "rsa3072", str(key))
     _espsecure("digest-sbv2-public-key", "--keyfile", str(key), "-o", str(digest))
     return key, digest.read_bytes()
+
+
+def espsecure_flash_data(
+    folder: Path, operation: str, key: bytes, address: int, data: bytes, crypt_conf: int = 0xF
+) -> bytes:
+    """``espsecure encrypt-flash-data`` / ``decrypt-flash-data`` (ESP32 scheme) on bytes."""
+    key_path, src, out = folder / "fe_key.bin", folder / "fe_in.bin", folder / "fe_out.bin"
+    key_path.write_bytes(key)
+    src.write_bytes(data)
+    _espsecure(
+        f"{operation}-flash-data",
+        "--keyfile",
+        str(key_path),
+        "--address",
+        hex(address),
+        "--flash-crypt-conf",
+        hex(crypt_conf),
+        "-o",
+        str(out),
+        str(src),
+    )
+    return out.read_bytes()

@@ -23,7 +23,6 @@ from jumpstart.host.device_home import DeviceFolder, JumpstartHome
 from jumpstart.host.files import read_file
 from jumpstart.host.image_tools import load_public_key
 from jumpstart.idf.efuse import SECURE_BOOT_BLOCK, VirtualEfuse, format_mac
-from jumpstart.statefiles import write_new
 
 efuse_app = command_group(
     help="A device's eFuses (like espefuse; its efuse.bin is espefuse's virtual file).",
@@ -139,7 +138,6 @@ KEY_BLOCKS = {
     "secure_boot_v1": ("BLOCK2", True),
     "BLOCK2": ("BLOCK2", False),
 }
-HIDDEN_KEYS_FILE = "efuse-hidden-keys.json"
 
 
 @efuse_app.command("burn-key")
@@ -164,15 +162,9 @@ def burn_key(
     folder = stopped_device(device)
     efuse = folder.efuse()
     stored = key[::-1] if reverse else key
-    efuse.image.burn_bytes(name, stored)
-    if not no_protect_key:
-        if reverse:  # espefuse read-protects the flash encryption and secure boot v1 keys
-            hidden_path = folder.path / HIDDEN_KEYS_FILE
-            hidden = json.loads(hidden_path.read_text()) if hidden_path.exists() else {}
-            hidden[name] = stored.hex()
-            write_new(hidden_path, json.dumps(hidden).encode(), 0o600)
-            efuse.image.read_protect(name)
-        efuse.image.write_protect(name)
+    # espefuse read-protects the flash encryption and secure boot v1 keys, write-protects all.
+    protect = not no_protect_key
+    efuse.burn_key(name, stored, read_protect=protect and reverse, write_protect=protect)
     _save(folder, efuse)
     print(f"burned a key into {name} of {device}" + ("" if no_protect_key else ", protected"))
 

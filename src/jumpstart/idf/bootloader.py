@@ -99,8 +99,11 @@ def load_boot_image(
     rollback: bool = True,
     chip_id: int = ChipId.ESP32,
     trusted_key_digests: Sequence[bytes] = (),
+    min_secure_version: int = 0,
 ) -> BootedApp:
-    """Pick, verify and unpack the app to run; raise NoBootableAppError if none passes."""
+    """Pick, verify and unpack the app to run; raise NoBootableAppError if none passes.
+    With anti-rollback, an app whose ``secure_version`` is below ``min_secure_version`` (the
+    eFuse's) is skipped like an invalid one."""
     plan = boot_candidates(parts, log, rollback=rollback)
     if not plan.candidates:
         log.e(TAG, "No bootable app partitions in the partition table")
@@ -113,6 +116,14 @@ def load_boot_image(
             )
         except InputError as err:
             log.e(TAG, f"Image at 0x{partition.offset:x} ({partition.name}) is not bootable: {err}")
+            continue
+        desc = booted.image.app_description
+        if desc is not None and desc.secure_version < min_secure_version:
+            log.e(
+                TAG,
+                f"Image at 0x{partition.offset:x} ({partition.name}) is not bootable: "
+                f"secure_version {desc.secure_version} is below the eFuse's {min_secure_version}",
+            )
             continue
         log.i(TAG, f"Loaded app from partition at offset 0x{partition.offset:x}")
         if plan.otadata is not None and plan.otadata_blank and partition.ota_slot is not None:

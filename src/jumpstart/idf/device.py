@@ -21,13 +21,27 @@ from jumpstart.idf.app_loader import LoadedApp
 from jumpstart.idf.bootloader import BootedApp, load_boot_image
 from jumpstart.idf.efuse import VirtualEfuse, format_mac
 from jumpstart.idf.event import EventLoop
-from jumpstart.idf.flash import Flash
+from jumpstart.idf.flash import Flash, PowerCutError
+from jumpstart.idf.flash_encrypt import (
+    FlashEncryptionMode,
+    crypt_from_efuse,
+    encrypt_flash_on_first_boot,
+    flash_encryption_enabled,
+    resume_interrupted_encryption,
+)
 from jumpstart.idf.gpio import Gpio
 from jumpstart.idf.log import EspLog, LogLevel
 from jumpstart.idf.nvs import NvsFlash
 from jumpstart.idf.ota import EspOta
 from jumpstart.idf.partition import PartitionMap
 from jumpstart.idf.radio import RadioWorld
+from jumpstart.idf.security import (
+    SecurityConfig,
+    log_app_security,
+    read_secure_version,
+    secure_boot_enabled,
+    secure_boot_v2_permanently_enable,
+)
 from jumpstart.idf.timer import TimerService
 from jumpstart.idf.wifi import Wifi
 
@@ -69,8 +83,10 @@ class Device:
         log_level: LogLevel = LogLevel.INFO,
         peripherals: list[PeripheralHook] | None = None,
         world: RadioWorld | None = None,
+        security: SecurityConfig | None = None,
     ) -> None:
         self.name = name
+        self.security = security if security is not None else SecurityConfig()
         self.flash = flash
         self.efuse = efuse
         self.console = console
@@ -167,24 +183,22 @@ class Device:
         self.gpio.set_loop(loop)
         log.i("boot", f"ESP-IDF {IDF_VERSION} 2nd stage bootloader")
         try:
-            parts = PartitionMap.load(self.flash)
-        except InputError as err:
-            log.e("boot", f"Failed to verify partition table: {err}")
-            self._halt(log)
+            loaded = self._bootloader(log)
+        except PowerCutError:
+            # Power lost during the bootloader's own flash writes: nothing runs until the
+            # power comes back (restore_power(), then power_cut() boots again).
+            self.booted = None
+            self.state = DeviceState.OFF
             return
-        self._print_partition_table(log, parts)
-        try:
-            self.booted = load_boot_image(
-                parts,
-                log,
-                rollback=self.rollback,
-                trusted_key_digests=self.efuse.secure_boot_key_digests,
-            )
-            app = LoadedApp(self.booted.package)
         except InputError as err:
             log.e("boot", str(err))
             self._halt(log)
             return
+        if loaded is None:
+            return
+        parts, app = loaded
+        assert self.booted is not None
+        log_app_security(self.efuse, log)
         desc = self.booted.image.app_description
         if desc is not None:
             log.i("app_init", f"Project name:     {desc.project_name}")
@@ -216,7 +230,9 @@ class Device:
                 log,
                 self.restart,
                 rollback=self.rollback,
-                trusted_key_digests=self.efuse.secure_boot_key_digests,
+                trusted_key_digests=self._trusted_digests(),
+                efuse=self.efuse,
+                anti_rollback=self.security.anti_rollback,
             )
         context.on_teardown(app.unload)
         context.on_teardown(events.stop)
@@ -230,6 +246,61 @@ class Device:
         self.state = DeviceState.RUNNING
         log.i("cpu_start", "Starting scheduler on PRO CPU.")
         self._spawn(self._main(app, context), "main")
+
+    def _trusted_digests(self) -> list[bytes]:
+        """Key digests images must be signed with: once secure boot is on (ABS_DONE_1), or
+        as soon as a digest is burned (a pre-burned digest is trusted as it is)."""
+        return self.efuse.secure_boot_key_digests
+
+    def _bootloader(self, log: EspLog) -> tuple[PartitionMap, LoadedApp] | None:
+        """The second stage: flash encryption state, table, app choice, the first-boot
+        security steps. None when it resets (encryption just enabled) or halts."""
+        mode = self.security.flash_encryption
+        encrypted = flash_encryption_enabled(self.efuse)
+        self.flash.set_crypt(crypt_from_efuse(self.efuse) if encrypted else None)
+        if encrypted or mode is not FlashEncryptionMode.DISABLED:
+            resume_mode = (
+                mode
+                if mode is not FlashEncryptionMode.DISABLED
+                else (FlashEncryptionMode.DEVELOPMENT)
+            )
+            if resume_interrupted_encryption(self.flash, self.efuse, resume_mode, log):
+                self._reset_after_encryption(log)
+                return None
+        try:
+            parts = PartitionMap.load(self.flash)
+        except InputError as err:
+            log.e("boot", f"Failed to verify partition table: {err}")
+            self._halt(log)
+            return None
+        self._print_partition_table(log, parts)
+        anti_rollback = self.security.anti_rollback
+        floor = read_secure_version(self.efuse) if anti_rollback else 0
+        if anti_rollback and floor:
+            log.i("boot", "Enabled a check secure version of app for anti rollback")
+            log.i("boot", f"Secure version (from eFuse) = {floor}")
+        self.booted = load_boot_image(
+            parts,
+            log,
+            rollback=self.rollback,
+            trusted_key_digests=self._trusted_digests(),
+            min_secure_version=floor,
+        )
+        if self.security.secure_boot and not secure_boot_enabled(self.efuse):
+            length = len(self.booted.image.to_bytes())
+            secure_boot_v2_permanently_enable(self.efuse, self.booted.partition, length, log)
+        if mode is not FlashEncryptionMode.DISABLED and encrypt_flash_on_first_boot(
+            self.flash, parts, self.efuse, mode, log
+        ):
+            self._reset_after_encryption(log)
+            return None
+        return parts, LoadedApp(self.booted.package)
+
+    def _reset_after_encryption(self, log: EspLog) -> None:
+        log.i("boot", "Resetting with flash encryption enabled...")
+        self.booted = None
+        self.state = DeviceState.OFF
+        self._request(ResetReason.SW_CPU_RESET)
 
     def _halt(self, log: EspLog) -> None:
         self.booted = None

@@ -15,9 +15,21 @@ from jumpstart.formats.efuse import FIELDS, EfuseImage
 from jumpstart.idf.esp_err import EspErr, EspError
 from jumpstart.statefiles import write_new
 
-__all__ = ["ESPRESSIF_OUI", "VirtualEfuse", "format_mac", "parse_mac", "random_mac"]
+__all__ = [
+    "ESPRESSIF_OUI",
+    "FLASH_ENCRYPTION_BLOCK",
+    "HIDDEN_KEYS_FILE",
+    "VirtualEfuse",
+    "format_mac",
+    "parse_mac",
+    "random_mac",
+]
 
 SECURE_BOOT_BLOCK = "BLOCK2"  # ESP32 v3: the one Secure Boot V2 key digest
+FLASH_ENCRYPTION_BLOCK = "BLOCK1"  # ESP_EFUSE_KEY_PURPOSE_FLASH_ENCRYPTION on ESP32
+# espefuse's emulator zeroes a read-protected block in its file (software reads zeros there);
+# the key the chip's hardware keeps using is kept in this owner-only file beside efuse.bin.
+HIDDEN_KEYS_FILE = "efuse-hidden-keys.json"
 # An OUI registered to Espressif (24:0A:C4); the chip's base MAC is burned at the factory.
 ESPRESSIF_OUI = bytes.fromhex("240ac4")
 
@@ -47,14 +59,25 @@ class VirtualEfuse:
     """The device's eFuses (an ESP32, revision v3.0), stored as espefuse's virtual file
     (``efuse.bin``: ``espefuse --chip esp32 --virt --path-efuse-file`` reads and burns it)."""
 
-    __slots__ = ("image",)
+    __slots__ = ("hidden", "image", "path")
 
-    def __init__(self, mac: bytes | None = None, image: EfuseImage | None = None) -> None:
+    def __init__(
+        self,
+        mac: bytes | None = None,
+        image: EfuseImage | None = None,
+        *,
+        hidden: dict[str, bytes] | None = None,
+        path: Path | None = None,
+    ) -> None:
         if image is None:
             if mac is None:
                 raise UsageError("a new eFuse block needs the device's MAC")
             image = EfuseImage.new_device(mac)
         self.image = image
+        self.hidden: dict[str, bytes] = dict(hidden or {})
+        """Read-protected key blocks as the hardware still sees them (block byte order)."""
+        self.path = path
+        """Where :meth:`commit` saves burns (None: in memory only, as in a fleet)."""
 
     @property
     def mac(self) -> bytes:
@@ -139,6 +162,41 @@ class VirtualEfuse:
         self.image.burn_bytes(SECURE_BOOT_BLOCK, digest)
         self.image.write_protect(SECURE_BOOT_BLOCK)
 
+    # -- keys ----------------------------------------------------------------------------
+    def key_block_unused(self, name: str) -> bool:
+        """``esp_efuse_key_block_unused``: all zero and neither read- nor write-protected."""
+        return (
+            not self.image.read(name)
+            and not self.image.read_protected(name)
+            and not self.image.write_protected(name)
+        )
+
+    def burn_key(
+        self, name: str, data: bytes, *, read_protect: bool = True, write_protect: bool = True
+    ) -> None:
+        """``esp_efuse_write_key``: program a key block (bytes in block order) and protect it.
+        A read-protected block reads as zeros from then on; the hardware keeps the key."""
+        self.image.burn_bytes(name, data)
+        if read_protect:
+            self.hidden[name] = bytes(data)
+            self.image.read_protect(name)
+        if write_protect:
+            self.image.write_protect(name)
+
+    def hardware_block(self, name: str) -> bytes | None:
+        """A key block as the chip's crypto hardware sees it: a read-protected block is the
+        key that was burned there, or None when it was burned (read-protected) by a tool
+        that did not keep it."""
+        if self.image.read_protected(name):
+            return self.hidden.get(name)
+        return self.image.read_bytes(name)
+
+    def flash_encryption_key(self) -> bytes | None:
+        """The flash encryption key in the byte order of the key file ``espefuse burn-key``
+        and ``espsecure encrypt-flash-data`` take (BLOCK1 holds it reversed)."""
+        block = self.hardware_block(FLASH_ENCRYPTION_BLOCK)
+        return block[::-1] if block is not None else None
+
     @classmethod
     def from_legacy_json(cls, text: str) -> VirtualEfuse:
         """A device made before efuse.bin (``efuse.json``): its MAC and key digest kept."""
@@ -153,12 +211,30 @@ class VirtualEfuse:
 
     @classmethod
     def load(cls, path: Path) -> VirtualEfuse:
+        """``efuse.bin`` and the hidden keys beside it; :meth:`commit` saves back there."""
+        hidden_path = path.with_name(HIDDEN_KEYS_FILE)
         try:
-            return cls(image=EfuseImage.from_file(path.read_bytes()))
+            image = EfuseImage.from_file(path.read_bytes())
+            hidden_text = hidden_path.read_text() if hidden_path.exists() else "{}"
         except OSError as err:
-            raise InputError(f"cannot read {path}: {err.strerror}") from None
+            raise InputError(f"cannot read {err.filename}: {err.strerror}") from None
         except InputError as err:
             raise InputError(f"{path}: {err}") from None
+        try:
+            raw = json.loads(hidden_text)
+            hidden = {str(name): bytes.fromhex(value) for name, value in raw.items()}
+        except (ValueError, AttributeError, TypeError) as err:
+            raise InputError(f"{hidden_path} is malformed ({err})") from None
+        return cls(image=image, hidden=hidden, path=path)
 
     def save(self, path: Path) -> None:
         write_new(path, self.image.to_file())
+        if self.hidden:
+            text = json.dumps({name: key.hex() for name, key in self.hidden.items()})
+            write_new(path.with_name(HIDDEN_KEYS_FILE), text.encode(), 0o600)
+
+    def commit(self) -> None:
+        """``esp_efuse_batch_write_commit``: what was burned becomes permanent (saved to the
+        file this came from; nothing to do for eFuses in memory)."""
+        if self.path is not None:
+            self.save(self.path)

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from jumpstart.errors import JumpstartError
+from jumpstart.formats import flash_encryption
 from jumpstart.idf.esp_err import EspErr, EspError
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "SECTOR_SIZE",
     "FileFlash",
     "Flash",
+    "FlashCrypt",
     "MemoryFlash",
     "PowerCut",
     "PowerCutError",
@@ -66,8 +68,28 @@ class PowerCut:
         return max(0, min(length, self.keep))
 
 
+@dataclass(frozen=True, slots=True)
+class FlashCrypt:
+    """The flash encryption block of the chip: the eFuse key (key-file byte order) and
+    ``FLASH_CRYPT_CONFIG``, as the cache and the encrypted-write path use them."""
+
+    key: bytes
+    crypt_config: int = flash_encryption.DEFAULT_CRYPT_CONFIG
+
+    def encrypt(self, addr: int, data: bytes) -> bytes:
+        return flash_encryption.encrypt(self.key, addr, data, self.crypt_config)
+
+    def decrypt(self, addr: int, data: bytes) -> bytes:
+        return flash_encryption.decrypt(self.key, addr, data, self.crypt_config)
+
+
 class Flash:
-    """SPI NOR flash semantics over a byte store provided by a subclass."""
+    """SPI NOR flash semantics over a byte store provided by a subclass.
+
+    ``crypt`` is set while flash encryption is on (the bootloader sets it from eFuse):
+    :meth:`read_encrypted` and :meth:`write_encrypted` then go through it, as reads through
+    the cache and ``esp_flash_write_encrypted`` do on the chip; :meth:`read` stays raw.
+    """
 
     sector_size = SECTOR_SIZE
 
@@ -85,6 +107,9 @@ class Flash:
         self.powered = True
         self._cut: PowerCut | None = None
         self._cut_base = 0
+        self.crypt: FlashCrypt | None = None
+        # Decrypted sectors, so a boot that reads an image twice decrypts it once.
+        self._plain: dict[int, bytes] = {}
 
     # -- the byte store ---------------------------------------------------------------
     def _load(self, addr: int, length: int) -> bytes:
@@ -151,6 +176,7 @@ class Flash:
             self.zero_to_one_attempts += 1
         result = (old & new).to_bytes(len(data), "little")
         self.bytes_programmed += len(data)
+        self._forget_plain(addr, len(data))
         cut = self._next_operation_is_cut()
         if cut is not None:
             kept = cut.bytes_kept(len(data))
@@ -173,6 +199,7 @@ class Flash:
                 f"erase of 0x{addr:x}+0x{length:x} is not aligned to 0x{SECTOR_SIZE:x} sectors",
             )
         self._check_range(addr, length)
+        self._forget_plain(addr, length)
         for sector in range(addr, addr + length, SECTOR_SIZE):
             cut = self._next_operation_is_cut()
             self.erase_counts[sector // SECTOR_SIZE] += 1
@@ -184,6 +211,55 @@ class Flash:
                     "bytes erased"
                 )
             self._store(sector, b"\xff" * SECTOR_SIZE)
+
+    # -- flash encryption ---------------------------------------------------------------
+    def set_crypt(self, crypt: FlashCrypt | None) -> None:
+        """Flash encryption on (with the chip's key) or off."""
+        self.crypt = crypt
+        self._plain.clear()
+
+    def _forget_plain(self, addr: int, length: int) -> None:
+        if self._plain:
+            first, last = addr // SECTOR_SIZE, (addr + max(length, 1) - 1) // SECTOR_SIZE
+            for sector in range(first, last + 1):
+                self._plain.pop(sector, None)
+
+    def _require_crypt(self) -> FlashCrypt:
+        if self.crypt is None:
+            raise EspError(EspErr.ESP_ERR_INVALID_STATE, "flash encryption is not enabled")
+        return self.crypt
+
+    def read_encrypted(self, addr: int, length: int) -> bytes:
+        """``esp_flash_read_encrypted``: the bytes as software sees them through the cache."""
+        self._check_power()
+        self._check_range(addr, length)
+        crypt = self._require_crypt()
+        out = bytearray()
+        end = addr + length
+        for sector in range(addr // SECTOR_SIZE, (end + SECTOR_SIZE - 1) // SECTOR_SIZE):
+            plain = self._plain.get(sector)
+            if plain is None:
+                base = sector * SECTOR_SIZE
+                plain = crypt.decrypt(base, self._load(base, SECTOR_SIZE))
+                self._plain[sector] = plain
+            start = max(addr, sector * SECTOR_SIZE) - sector * SECTOR_SIZE
+            stop = min(end, (sector + 1) * SECTOR_SIZE) - sector * SECTOR_SIZE
+            out += plain[start:stop]
+        return bytes(out)
+
+    def write_encrypted(self, addr: int, data: bytes) -> None:
+        """``esp_flash_write_encrypted``: 16-byte aligned address and length, encrypted with
+        the chip's key on the way in (one program operation)."""
+        crypt = self._require_crypt()
+        if addr % 16:
+            raise EspError(
+                EspErr.ESP_ERR_INVALID_ARG, f"encrypted write at 0x{addr:x}: not 16-aligned"
+            )
+        if len(data) % 16:
+            raise EspError(
+                EspErr.ESP_ERR_INVALID_SIZE, f"encrypted write of {len(data)} bytes: not 16-aligned"
+            )
+        self.write(addr, crypt.encrypt(addr, data))
 
     def image(self) -> bytes:
         """The whole flash content (for tools and tests)."""

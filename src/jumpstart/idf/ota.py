@@ -35,9 +35,11 @@ from jumpstart.idf.bootloader_support import (
     VerifiedApp,
     verify_app_partition,
 )
+from jumpstart.idf.efuse import VirtualEfuse
 from jumpstart.idf.esp_err import EspErr, EspError
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.partition import EspPartition, PartitionMap
+from jumpstart.idf.security import read_secure_version, update_secure_version
 
 __all__ = ["OTA_SIZE_UNKNOWN", "OTA_WITH_SEQUENTIAL_WRITES", "EspOta", "OtaHandle"]
 
@@ -59,6 +61,9 @@ class OtaHandle:
         self.need_erase = need_erase
         self.wrote_size = 0
         self.open = True
+        # With flash encryption, flash takes 16-byte blocks: the tail waits for more data
+        # (esp_ota_write's partial_data), and esp_ota_end pads it with 0xFF.
+        self._tail = b""
 
     def _check_open(self) -> None:
         if not self.open:
@@ -88,7 +93,14 @@ class OtaHandle:
                 TAG, f"OTA image has invalid magic byte (expected 0xE9, saw 0x{data[0]:02x})"
             )
             raise EspError(EspErr.ESP_ERR_OTA_VALIDATE_FAILED, "not an app image (magic byte)")
-        self.partition.write(self.wrote_size, data)
+        if self.partition.encrypted:
+            pending = self._tail + data
+            whole = len(pending) - len(pending) % 16
+            if whole:
+                self.partition.write(self.wrote_size - len(self._tail), pending[:whole])
+            self._tail = pending[whole:]
+        else:
+            self.partition.write(self.wrote_size, data)
         self.wrote_size += len(data)
 
     def end(self) -> VerifiedApp:
@@ -97,6 +109,10 @@ class OtaHandle:
         self.open = False
         if self.wrote_size == 0:
             raise EspError(EspErr.ESP_ERR_INVALID_ARG, "nothing was written")
+        if self._tail:
+            block = self._tail.ljust(16, b"\xff")
+            self.partition.write(self.wrote_size - len(self._tail), block)
+            self._tail = b""
         try:
             return self.ota.verify(self.partition)
         except ImageError as err:
@@ -121,6 +137,8 @@ class EspOta:
         rollback: bool = True,
         chip_id: int = ChipId.ESP32,
         trusted_key_digests: Sequence[bytes] = (),
+        efuse: VirtualEfuse | None = None,
+        anti_rollback: bool = False,
     ) -> None:
         self.partitions = partitions
         self.running = running
@@ -129,6 +147,8 @@ class EspOta:
         self.rollback = rollback
         self.chip_id = chip_id
         self.trusted_key_digests = list(trusted_key_digests)
+        # CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK: the eFuse secure version gates boot slots.
+        self.efuse = efuse if anti_rollback else None
         self._apps = [
             partitions.find_first(PartitionType.APP, label=p.name)
             for p in partitions.table.ota_apps
@@ -262,11 +282,26 @@ class EspOta:
         otadata.erase_entry(inactive)
 
     def set_boot_partition(self, partition: EspPartition) -> None:
-        """``esp_ota_set_boot_partition``: verify the image and make it boot next."""
+        """``esp_ota_set_boot_partition``: verify the image and make it boot next; with
+        anti-rollback, an app below the eFuse secure version is refused."""
         try:
-            self.verify(partition)
+            verified = self.verify(partition)
         except ImageError as err:
             raise EspError(EspErr.ESP_ERR_OTA_VALIDATE_FAILED, str(err)) from None
+        desc = verified.image.app_description
+        if self.efuse is not None and desc is not None:
+            floor = read_secure_version(self.efuse)
+            if desc.secure_version < floor:
+                self.log.e(
+                    TAG,
+                    "This a new partition can not be booted due to a secure version is lower "
+                    "than stored in efuse. Partition will not be set as boot partition.",
+                )
+                raise EspError(
+                    EspErr.ESP_FAIL,
+                    f"secure_version {desc.secure_version} is below the eFuse's {floor} "
+                    "(anti-rollback)",
+                )
         if partition.type == PartitionType.APP and partition.subtype == FACTORY_SUBTYPE:
             self._otadata().erase()
             return
@@ -319,8 +354,12 @@ class EspOta:
         otadata.rewrite(active, entries[active].with_state(state))
 
     def mark_app_valid_cancel_rollback(self) -> None:
-        """The running app works: its otadata entry becomes VALID (no rollback any more)."""
+        """The running app works: its otadata entry becomes VALID (no rollback any more);
+        with anti-rollback, the eFuse secure version rises to the app's."""
         self._mark_running(OtaImgState.VALID)
+        if self.efuse is not None:
+            desc = self.get_partition_description(self.running)
+            update_secure_version(self.efuse, desc.secure_version)
 
     def mark_app_invalid_rollback(self) -> None:
         """The running app does not work: mark it INVALID so the next boot rolls back."""

@@ -7,14 +7,33 @@ from dataclasses import dataclass
 from jumpstart.formats.partition_table import (
     DEFAULT_TABLE_OFFSET,
     MAX_TABLE_LENGTH,
+    SUBTYPE_DATA_NVS_KEYS,
+    SUBTYPE_DATA_OTA,
+    SUBTYPE_DATA_TEE_OTA,
     Partition,
     PartitionTable,
     PartitionTableError,
+    PartitionType,
 )
 from jumpstart.idf.esp_err import EspErr, EspError
 from jumpstart.idf.flash import SECTOR_SIZE, Flash
 
-__all__ = ["EspPartition", "PartitionMap"]
+__all__ = ["EspPartition", "PartitionMap", "is_partition_encrypted"]
+
+# What the flash encryption always covers, flagged or not (partition.c is_partition_encrypted,
+# and what the bootloader encrypts on first boot).
+_ALWAYS_ENCRYPTED_DATA = (SUBTYPE_DATA_OTA, SUBTYPE_DATA_TEE_OTA, SUBTYPE_DATA_NVS_KEYS)
+
+
+def is_partition_encrypted(entry: Partition) -> bool:
+    """Once flash encryption is on: apps, bootloaders, partition tables, otadata and
+    nvs_keys are always read and written through it, other partitions when flagged
+    ``encrypted`` (never ``nvs``: NVS has its own encryption)."""
+    if entry.type in (PartitionType.APP, PartitionType.BOOTLOADER, PartitionType.PARTITION_TABLE):
+        return True
+    if entry.type == PartitionType.DATA and entry.subtype in _ALWAYS_ENCRYPTED_DATA:
+        return True
+    return entry.encrypted
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +69,9 @@ class EspPartition:
 
     @property
     def encrypted(self) -> bool:
-        return self.entry.encrypted
+        """Accessed through flash encryption (``esp_partition_t.encrypted``): only while the
+        chip has it on."""
+        return self.flash.crypt is not None and is_partition_encrypted(self.entry)
 
     def _check(self, offset: int, length: int) -> None:
         if offset < 0 or length < 0:
@@ -68,10 +89,26 @@ class EspPartition:
     def read(self, offset: int, length: int) -> bytes:
         """``esp_partition_read``."""
         self._check(offset, length)
+        if self.encrypted:
+            return self.flash.read_encrypted(self.address + offset, length)
+        return self.flash.read(self.address + offset, length)
+
+    def read_raw(self, offset: int, length: int) -> bytes:
+        """``esp_partition_read_raw``: the bytes in flash, never decrypted."""
+        self._check(offset, length)
         return self.flash.read(self.address + offset, length)
 
     def write(self, offset: int, data: bytes) -> None:
         """``esp_partition_write``: programs (bit-AND) the bytes."""
+        self._check_writable()
+        self._check(offset, len(data))
+        if self.encrypted:
+            self.flash.write_encrypted(self.address + offset, data)
+        else:
+            self.flash.write(self.address + offset, data)
+
+    def write_raw(self, offset: int, data: bytes) -> None:
+        """``esp_partition_write_raw``: program the bytes as they are."""
         self._check_writable()
         self._check(offset, len(data))
         self.flash.write(self.address + offset, data)
@@ -102,8 +139,12 @@ class PartitionMap:
 
     @classmethod
     def load(cls, flash: Flash, table_offset: int = DEFAULT_TABLE_OFFSET) -> PartitionMap:
-        """Read and check the table; a missing or corrupt one raises ESP_ERR_NOT_FOUND."""
-        raw = flash.read(table_offset, MAX_TABLE_LENGTH)
+        """Read and check the table; a missing or corrupt one raises ESP_ERR_NOT_FOUND.
+        With flash encryption on, the table is read through it."""
+        if flash.crypt is not None:
+            raw = flash.read_encrypted(table_offset, MAX_TABLE_LENGTH)
+        else:
+            raw = flash.read(table_offset, MAX_TABLE_LENGTH)
         if raw == b"\xff" * MAX_TABLE_LENGTH:
             raise EspError(
                 EspErr.ESP_ERR_NOT_FOUND,
