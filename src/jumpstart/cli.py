@@ -23,6 +23,7 @@ from jumpstart.cli_efuse import efuse_app
 from jumpstart.cli_mfg import mfg_app
 from jumpstart.cli_nvs import nvs_app
 from jumpstart.cli_prov import prov_app
+from jumpstart.cli_security import security_app
 from jumpstart.cli_util import command_group, parse_size
 from jumpstart.cloud.endpoints import FIRMWARE_PORT, MQTT_PORT, REST_PORT, PortError
 from jumpstart.errors import InputError, JumpstartError
@@ -46,6 +47,7 @@ app.add_typer(idf_app, name="idf")
 app.add_typer(nvs_app, name="nvs")
 app.add_typer(mfg_app, name="mfg")
 app.add_typer(efuse_app, name="efuse")
+app.add_typer(security_app, name="security")
 app.add_typer(cli_device.device_app, name="device")
 app.add_typer(cli_device.world_app, name="world")
 app.add_typer(prov_app, name="prov")

@@ -27,10 +27,16 @@ from jumpstart.host.device_home import PARTITION_TABLE_OFFSET, DeviceFolder, Jum
 from jumpstart.host.device_runner import run_device
 from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.flashing import boot_app_offset, erase_otadata, table_of
-from jumpstart.idf.efuse import format_mac, parse_mac
+from jumpstart.idf.efuse import VirtualEfuse, format_mac, parse_mac
 from jumpstart.idf.esp_err import EspError
 from jumpstart.idf.flash import FileFlash
-from jumpstart.idf.partition import PartitionMap
+from jumpstart.idf.flash_encrypt import (
+    EncryptionJournal,
+    FlashEncryptionMode,
+    crypt_from_efuse,
+    get_flash_encryption_mode,
+)
+from jumpstart.idf.partition import PartitionMap, is_partition_encrypted
 from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
 
 device_app = command_group(
@@ -84,10 +90,15 @@ def _check_bootable_layout(folder: DeviceFolder) -> None:
     """Refuse to run a device twice, or a flash file without a readable partition table."""
     if is_running(folder):
         raise InputError(f"device {folder.name!r} is already running")
+    efuse = folder.efuse()
     with folder.open_flash() as flash:
+        if get_flash_encryption_mode(efuse) is not FlashEncryptionMode.DISABLED:
+            flash.set_crypt(crypt_from_efuse(efuse))
         try:
             PartitionMap.load(flash, PARTITION_TABLE_OFFSET)
         except (InputError, EspError) as err:
+            if EncryptionJournal.find(flash) is not None:
+                return  # a first-boot encryption a power cut interrupted: the boot resumes it
             raise InputError(
                 f"device {folder.name!r}: no valid partition table at 0x8000 ({err}); write one "
                 f"with 'jumpstart idf flash --device {folder.name} --offset 0x8000 partitions.bin'"
@@ -264,17 +275,31 @@ def idf_flash(
         list[str] | None,
         typer.Argument(help="IMAGE (to the boot app partition) and/or [--offset] ADDR FILE pairs"),
     ] = None,
+    encrypt: Annotated[
+        bool,
+        typer.Option(
+            "--encrypt",
+            help="Encrypt with the chip's flash encryption key on the way in (esptool --encrypt;"
+            " development mode)",
+        ),
+    ] = False,
 ) -> None:
     """Write images into a device's flash, like esptool write_flash / idf.py flash.
 
     An IMAGE alone goes to the first app partition and otadata is erased, so it boots next.
+    With flash encryption on, what lands in an encrypted region needs --encrypt, and release
+    mode refuses (the chip's download mode can no longer encrypt).
     """
     folder = stopped_device(device)
     image, pairs = _flash_arguments(args or [])
     # Everything is read and checked before anything is written. The explicit pairs go first,
     # so that IMAGE is placed by the partition table they bring (idf.py flash's order).
     explicit = [(address, path, read_file(path)) for address, path in pairs]
+    efuse = folder.efuse()
+    encrypted = _download_mode_encryption(folder, efuse, encrypt)
     with folder.open_flash() as flash:
+        if encrypted:
+            flash.set_crypt(crypt_from_efuse(efuse))
         writes = list(explicit)
         if image is not None:
             app = read_file(image)
@@ -290,13 +315,59 @@ def idf_flash(
                     f"{path} (0x{len(data):x} bytes) at 0x{address:x} runs past the "
                     f"0x{flash.size:x}-byte flash"
                 )
+        if encrypted and not encrypt:
+            _refuse_plaintext_into_encrypted(folder, flash, writes)
         for address, path, data in writes:
             flash.erase_range(address, len(data) + (-len(data) % SECTOR))
-            flash.write(address, data)
-            print(f"Wrote {len(data)} bytes at 0x{address:08x} ({path.name})")
+            if encrypt:
+                flash.write_encrypted(address, data + b"\xff" * (-len(data) % 16))
+            else:
+                flash.write(address, data)
+            how = " encrypted" if encrypt else ""
+            print(f"Wrote {len(data)} bytes{how} at 0x{address:08x} ({path.name})")
         if image is not None:
             for offset in erase_otadata(flash):
                 print(f"Erased otadata at 0x{offset:08x} (ota_data_initial.bin)")
+
+
+def _download_mode_encryption(folder: DeviceFolder, efuse: VirtualEfuse, encrypt: bool) -> bool:
+    """Whether the chip has flash encryption on; refuses what its download mode refuses."""
+    mode = get_flash_encryption_mode(efuse)
+    if mode is FlashEncryptionMode.RELEASE or (
+        mode is not FlashEncryptionMode.DISABLED and efuse.read_field_bit("DISABLE_DL_ENCRYPT")
+    ):
+        raise InputError(
+            f"flash encryption is in release mode on {folder.name}: the chip's download mode "
+            "can no longer encrypt (DISABLE_DL_ENCRYPT) and plaintext would not boot; update "
+            "it over the air (OTA) instead"
+        )
+    if encrypt and mode is FlashEncryptionMode.DISABLED:
+        raise InputError(
+            f"--encrypt: flash encryption is not enabled on {folder.name}; flash plaintext "
+            "(its first boot with flash encryption encrypts it)"
+        )
+    return mode is not FlashEncryptionMode.DISABLED
+
+
+def _refuse_plaintext_into_encrypted(
+    folder: DeviceFolder, flash: FileFlash, writes: list[tuple[int, Path, bytes]]
+) -> None:
+    """Plaintext where the chip decrypts on read would not boot: say --encrypt instead."""
+    try:
+        entries = table_of(flash).partitions
+    except InputError:
+        entries = ()
+    for address, path, data in writes:
+        end = address + len(data)
+        hits = address < DEFAULT_TABLE_OFFSET + SECTOR or any(
+            is_partition_encrypted(p) and p.offset < end and address < p.offset + p.size
+            for p in entries
+        )
+        if hits:
+            raise InputError(
+                f"{path} at 0x{address:x} lands in flash that {folder.name} encrypts (flash "
+                "encryption, development mode): add --encrypt, like esptool --encrypt"
+            )
 
 
 def _check_app_image(path: Path, data: bytes) -> None:

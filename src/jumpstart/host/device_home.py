@@ -5,6 +5,7 @@
     $JUMPSTART_HOME/            (default ~/.jumpstart)
       devices/NAME/flash.bin    the device's SPI flash, ESP-IDF byte layout
       devices/NAME/efuse.bin    its eFuses in espefuse's virtual file format (MAC, security)
+      devices/NAME/device.toml  its bootloader's security options (secure boot, flash encryption)
       devices/NAME/control.sock while it runs: the control socket
       devices/NAME/console.log  while it runs headless: its console
       cloud/                    the local device cloud
@@ -18,6 +19,7 @@ import re
 import shlex
 import shutil
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +28,16 @@ from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
 from jumpstart.idf.efuse import VirtualEfuse, format_mac, random_mac
 from jumpstart.idf.flash import FileFlash
-from jumpstart.statefiles import folder_lock
+from jumpstart.idf.flash_encrypt import FlashEncryptionMode
+from jumpstart.idf.security import SecurityConfig
+from jumpstart.statefiles import folder_lock, write_new
 
 __all__ = ["DeviceFolder", "JumpstartHome"]
 
 PARTITION_TABLE_OFFSET = 0x8000
 EFUSE_FILE = "efuse.bin"
+CONFIG_FILE = "device.toml"
+_SECURITY_KEYS = {"secure_boot": bool, "flash_encryption": str, "anti_rollback": bool}
 LEGACY_EFUSE_FILE = "efuse.json"  # before espefuse's format: migrated on first use
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
@@ -56,6 +62,54 @@ class DeviceFolder:
     @property
     def console_path(self) -> Path:
         return self.path / "console.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    def security(self) -> SecurityConfig:
+        """The bootloader's security options from ``device.toml`` (defaults: all off)."""
+        if not self.config_path.exists():
+            return SecurityConfig()
+        where = self.config_path
+        try:
+            data = tomllib.loads(where.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise InputError(f"{where}: {err}") from None
+        table = data.get("security", {})
+        if not isinstance(table, dict) or set(data) - {"security"}:
+            raise InputError(f"{where}: only a [security] table is understood")
+        for key, value in table.items():
+            kind = _SECURITY_KEYS.get(key)
+            if kind is None or not isinstance(value, kind):
+                raise InputError(
+                    f"{where}: [security] {key} = {value!r} is not understood "
+                    '(secure_boot = true|false, flash_encryption = "development"|"release", '
+                    "anti_rollback = true|false)"
+                )
+        mode_text = table.get("flash_encryption", FlashEncryptionMode.DISABLED.value)
+        try:
+            mode = FlashEncryptionMode(mode_text)
+        except ValueError:
+            raise InputError(
+                f"{where}: flash_encryption = {mode_text!r}: use development, release or disabled"
+            ) from None
+        return SecurityConfig(
+            secure_boot=table.get("secure_boot", False),
+            flash_encryption=mode,
+            anti_rollback=table.get("anti_rollback", True),
+        )
+
+    def save_security(self, config: SecurityConfig) -> None:
+        text = (
+            "# The bootloader's security options (its sdkconfig); 'jumpstart security enable'\n"
+            "# writes them. The eFuses the first boot burns cannot be taken back.\n"
+            "[security]\n"
+            f"secure_boot = {str(config.secure_boot).lower()}\n"
+            f'flash_encryption = "{config.flash_encryption.value}"\n'
+            f"anti_rollback = {str(config.anti_rollback).lower()}\n"
+        )
+        write_new(self.config_path, text.encode())
 
     def exists(self) -> bool:
         return self.efuse_path.exists() or (self.path / LEGACY_EFUSE_FILE).exists()

@@ -92,6 +92,7 @@ async def run_device(
         console=console,
         peripherals=peripherals,
         world=world,
+        security=folder.security(),
     )
     server = ControlServer(device)
     folder.control_path.unlink(missing_ok=True)

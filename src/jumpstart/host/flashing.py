@@ -21,8 +21,10 @@ FACTORY_SUBTYPE = 0x00
 
 
 def table_of(flash: Flash) -> PartitionTable:
-    """The partition table at 0x8000 (InputError if there is none)."""
-    return PartitionTable.from_binary(flash.read(DEFAULT_TABLE_OFFSET, MAX_TABLE_LENGTH))
+    """The partition table at 0x8000 (InputError if there is none); read through flash
+    encryption when the flash has it on."""
+    read = flash.read_encrypted if flash.crypt is not None else flash.read
+    return PartitionTable.from_binary(read(DEFAULT_TABLE_OFFSET, MAX_TABLE_LENGTH))
 
 
 def boot_app_offset(table: PartitionTable) -> int:

@@ -45,6 +45,7 @@ __all__ = [
     "get_flash_encryption_mode",
     "plaintext_flashes_left",
     "plan_encryption",
+    "release_mode_checklist",
     "resume_interrupted_encryption",
 ]
 
@@ -113,6 +114,74 @@ def crypt_from_efuse(efuse: VirtualEfuse) -> FlashCrypt:
         )
     config = efuse.read_field_cnt("FLASH_CRYPT_CONFIG") or FLASH_CRYPT_CONFIG
     return FlashCrypt(key, config)
+
+
+@dataclass(frozen=True)
+class ReleaseCheck:
+    ok: bool
+    what: str
+    fix: str
+
+
+def release_mode_checklist(efuse: VirtualEfuse) -> list[ReleaseCheck]:
+    """``esp_flash_encryption_cfg_verify_release_mode`` (ESP32): each condition of a
+    release device, with ESP-IDF's words for what to set when it does not hold."""
+    read = efuse.read_field_bit
+    count = efuse.read_field_cnt(CRYPT_CNT)
+    final = count == (1 << CRYPT_CNT_BITS) - 1 or efuse.image.write_protected(CRYPT_CNT)
+    return [
+        ReleaseCheck(
+            flash_encryption_enabled(efuse),
+            "Flash Encryption enabled",
+            "FLASH_CRYPT_CNT->1 or max",
+        ),
+        ReleaseCheck(
+            efuse.read_field_cnt("FLASH_CRYPT_CONFIG") == FLASH_CRYPT_CONFIG,
+            "ENCRYPT_CONFIG is 0xF",
+            "ENCRYPT_CONFIG->0xF",
+        ),
+        ReleaseCheck(
+            final,
+            "release mode of Flash Encryption",
+            "FLASH_CRYPT_CNT->max or WR_DIS_FLASH_CRYPT_CNT->1",
+        ),
+        ReleaseCheck(
+            read("DISABLE_DL_ENCRYPT"),
+            "UART bootloader encryption disabled",
+            "DISABLE_DL_ENCRYPT->1",
+        ),
+        ReleaseCheck(
+            read("DISABLE_DL_DECRYPT"),
+            "UART bootloader decryption disabled",
+            "DISABLE_DL_DECRYPT->1",
+        ),
+        ReleaseCheck(
+            read("DISABLE_DL_CACHE"),
+            "UART bootloader MMU cache disabled",
+            "DISABLE_DL_CACHE->1",
+        ),
+        ReleaseCheck(read("JTAG_DISABLE"), "JTAG disabled", "DISABLE_JTAG->1"),
+        ReleaseCheck(
+            read("CONSOLE_DEBUG_DISABLE"),
+            "ROM BASIC interpreter fallback disabled",
+            "CONSOLE_DEBUG_DISABLE->1",
+        ),
+        ReleaseCheck(
+            efuse.image.write_protected("DIS_CACHE"),
+            "DIS_CACHE write-protected",
+            "WR_DIS_DIS_CACHE->1",
+        ),
+        ReleaseCheck(
+            efuse.image.read_protected(FLASH_ENCRYPTION_BLOCK),
+            "flash encryption key read-protected",
+            "RD_DIS_BLK1->1",
+        ),
+        ReleaseCheck(
+            efuse.image.write_protected(FLASH_ENCRYPTION_BLOCK),
+            "flash encryption key write-protected",
+            "WR_DIS_BLK1->1",
+        ),
+    ]
 
 
 # -- the journal ----------------------------------------------------------------------------
@@ -315,6 +384,9 @@ def _init_keys(efuse: VirtualEfuse, mode: FlashEncryptionMode, log: EspLog) -> N
         log.w(TAG, "Not disabling UART bootloader encryption")
     for name in fuses:
         efuse.write_field_bit(name)
+    # SECURE_FLASH_SKIP_WRITE_PROTECTION_CACHE unset: DIS_CACHE can never brick the chip.
+    if not efuse.image.write_protected("DIS_CACHE"):
+        efuse.image.write_protect("DIS_CACHE")
     efuse.commit()
 
 
