@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.app_build import build_app_image
+from jumpstart.host.image_tools import bootloader_build
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
 from jumpstart.idf import wifi as wifi_module
 from jumpstart.idf.device import Device, DeviceState
@@ -24,10 +26,12 @@ from jumpstart.idf.wifi import IpEvent
 
 APPS = Path(__file__).resolve().parent.parent / "apps"
 FLASH_SIZE = 4 * 1024 * 1024
+BOOTLOADER = bootloader_build()
 OTA_0 = 0x20000
 
 
 def _flash_with(flash: Flash, image: bytes) -> Flash:
+    flash.write(BOOTLOADER_OFFSET, BOOTLOADER)
     flash.write(0x8000, PartitionTable.from_csv(OUTLET_PARTITIONS_CSV).to_binary())
     flash.write(OTA_0, image)
     return flash

@@ -18,6 +18,7 @@ import mfg as mfg_benchmarks  # benchmarks/mfg.py
 import nvs as nvs_benchmarks  # benchmarks/nvs.py
 import outlet as outlet_benchmarks  # benchmarks/outlet.py
 import provisioning as provisioning_benchmarks  # benchmarks/provisioning.py
+import security as security_benchmarks  # benchmarks/security.py
 from jumpstart.formats.app_image import AppImage
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.image_tools import image_build
@@ -64,3 +65,4 @@ if __name__ == "__main__":
     provisioning_benchmarks.main()
     cloud_benchmarks.main()
     outlet_benchmarks.main()
+    security_benchmarks.main()

@@ -56,6 +56,7 @@ idf_app.command("build")(cli_device.idf_build)
 idf_app.command(
     "flash", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )(cli_device.idf_flash)
+idf_app.command("bootloader")(cli_device.idf_bootloader)
 idf_app.command("erase-flash")(cli_device.idf_erase_flash)
 idf_app.command("monitor")(cli_device.idf_monitor)
 

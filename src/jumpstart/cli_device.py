@@ -12,21 +12,31 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jumpstart.cli_util import command_group, parse_size
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
+from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.partition_table import (
     DEFAULT_TABLE_OFFSET,
     MAX_TABLE_LENGTH,
     PartitionTable,
 )
+from jumpstart.formats.secure_boot import PrivateKey, SignatureError, verify_signed
 from jumpstart.host.app_build import build_app_image
 from jumpstart.host.device_control import is_running, send_command
 from jumpstart.host.device_home import PARTITION_TABLE_OFFSET, DeviceFolder, JumpstartHome
 from jumpstart.host.device_runner import run_device
 from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.flashing import boot_app_offset, erase_otadata, table_of
+from jumpstart.host.image_tools import (
+    bootloader_build,
+    image_sign,
+    load_private_key,
+    signed_image_of,
+)
+from jumpstart.idf.bootloader_support import ESP32_SIGNATURE_VERSIONS
 from jumpstart.idf.efuse import VirtualEfuse, format_mac, parse_mac
 from jumpstart.idf.esp_err import EspError
 from jumpstart.idf.flash import FileFlash
@@ -94,6 +104,12 @@ def _check_bootable_layout(folder: DeviceFolder) -> None:
     with folder.open_flash() as flash:
         if get_flash_encryption_mode(efuse) is not FlashEncryptionMode.DISABLED:
             flash.set_crypt(crypt_from_efuse(efuse))
+        elif flash.read(BOOTLOADER_OFFSET, 4) == b"\xff" * 4:
+            raise InputError(
+                f"device {folder.name!r} has no bootloader at 0x1000 (made before devices had "
+                f"one, or erased); write one: jumpstart idf bootloader -o bootloader.bin && "
+                f"jumpstart idf flash --device {folder.name} 0x1000 bootloader.bin"
+            )
         try:
             PartitionMap.load(flash, PARTITION_TABLE_OFFSET)
         except (InputError, EspError) as err:
@@ -193,18 +209,55 @@ def idf_build(
         list[str] | None,
         typer.Option("--set", help="Override a [config] value: KEY=VALUE (repeatable)"),
     ] = None,
+    sign: Annotated[
+        Path | None,
+        typer.Option("--sign", help="Sign for Secure Boot V2 with this RSA-3072 key (PEM)"),
+    ] = None,
 ) -> None:
     """Build an app folder into an ESP app image (like idf.py build).
 
     The build time is now, or SOURCE_DATE_EPOCH when set (reproducible builds). ``--set``
     changes a [config] value as menuconfig would; values are TOML (numbers, true, "text") and
-    anything that is not TOML is taken as text.
+    anything that is not TOML is taken as text. ``--sign`` appends the signature sector, as a
+    build with CONFIG_SECURE_BOOT_BUILD_SIGNED_BINARIES does.
     """
+    key = _sbv2_key(sign) if sign is not None else None
     image = build_app_image(app_dir, when=_epoch_time(), overrides=_overrides(settings or []))
+    if key is not None:
+        image = image_sign(image, key)
     write_atomically(output, image)
     desc = AppImage.parse(image).app_description
     assert desc is not None
     print(f"wrote {len(image)} bytes to {output} ({desc.project_name} {desc.version})")
+
+
+def idf_bootloader(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Bootloader image to write")],
+    sign: Annotated[
+        Path | None,
+        typer.Option("--sign", help="Sign for Secure Boot V2 with this RSA-3072 key (PEM)"),
+    ] = None,
+) -> None:
+    """Build the second-stage bootloader image for 0x1000 (like idf.py bootloader).
+
+    Write it with: jumpstart idf flash --device DEVICE 0x1000 bootloader.bin
+    """
+    key = _sbv2_key(sign) if sign is not None else None
+    image = bootloader_build(when=_epoch_time(), sign_key=key)
+    write_atomically(output, image)
+    signed = " (signed)" if key is not None else ""
+    print(f"wrote {len(image)} bytes to {output}: bootloader{signed} for 0x1000")
+
+
+def _sbv2_key(path: Path) -> PrivateKey:
+    """An ESP32 Secure Boot V2 signing key: RSA-3072 (the chip verifies nothing else)."""
+    key = load_private_key(read_file(path))
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise InputError(
+            f"{path}: ESP32 Secure Boot V2 signs with RSA-3072 keys only; make one with "
+            f"'espsecure generate-signing-key --version 2 --scheme rsa3072 {path.name}'"
+        )
+    return key
 
 
 def _overrides(settings: list[str]) -> dict[str, Any]:
@@ -317,6 +370,8 @@ def idf_flash(
                 )
         if encrypted and not encrypt:
             _refuse_plaintext_into_encrypted(folder, flash, writes)
+        if efuse.secure_boot_key_digests:
+            _refuse_foreign_signatures(folder, efuse, writes)
         for address, path, data in writes:
             flash.erase_range(address, len(data) + (-len(data) % SECTOR))
             if encrypt:
@@ -347,6 +402,31 @@ def _download_mode_encryption(folder: DeviceFolder, efuse: VirtualEfuse, encrypt
             "(its first boot with flash encryption encrypts it)"
         )
     return mode is not FlashEncryptionMode.DISABLED
+
+
+def _refuse_foreign_signatures(
+    folder: DeviceFolder, efuse: VirtualEfuse, writes: list[tuple[int, Path, bytes]]
+) -> None:
+    """With a key digest burned, an app or bootloader image not signed with that key would
+    never run: refuse it, naming the digest."""
+    digest = efuse.secure_boot_key_digests[0]
+    for _, path, data in writes:
+        if data[:1] != b"\xe9":
+            continue  # not an image (a table, NVS data): nothing to check
+        signed = signed_image_of(data)
+        try:
+            if signed is None:
+                raise SignatureError("it is not signed")
+            verify_signed(
+                data[: signed.signed_length],
+                trusted_key_digests=[digest],
+                versions=ESP32_SIGNATURE_VERSIONS,
+            )
+        except InputError as err:
+            raise InputError(
+                f"{path} would not run on {folder.name}: secure boot trusts the key with digest "
+                f"{digest.hex()[:16]}... in BLOCK2 ({err}); sign it with that key"
+            ) from None
 
 
 def _refuse_plaintext_into_encrypted(

@@ -69,6 +69,7 @@ def test_guide_layout_is_placed_like_idf() -> None:
         ("nvs", 0x9000, 0x6000),
         ("otadata", 0xF000, 0x2000),
         ("phy_init", 0x11000, 0x1000),
+        ("nvs_key", 0x1F000, 0x1000),
         ("ota_0", 0x20000, 1600 * 1024),
         ("ota_1", 0x1B0000, 1600 * 1024),
         ("fctry", 0x340000, 0x6000),

@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
-from tests.espressif_tools import espefuse_summary, espsecure_flash_data
+from tests.espressif_tools import (
+    espefuse,
+    espefuse_summary,
+    espsecure_flash_data,
+    sbv2_key_and_digest,
+)
 from tests.host.test_device_cli import JUMPSTART, cli, flashed_device
 from tests.idf.device_helpers import APPS
 
@@ -141,3 +149,84 @@ def test_bad_input(home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
         else:
             folder.config_path.write_text(text)
         assert "device.toml" in refused(["security", "status", "--device", "d"], capfd)
+
+
+def espsecure(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "espsecure", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.interop
+def test_secure_boot_end_to_end(
+    home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    key, digest = sbv2_key_and_digest(tmp_path)
+    (tmp_path / "other").mkdir()
+    other, _ = sbv2_key_and_digest(tmp_path / "other")
+    loader, app, unsigned = tmp_path / "bl.bin", tmp_path / "app.bin", tmp_path / "plain.bin"
+    hello = str(APPS / "1_hello_world")
+    assert cli("idf", "bootloader", "-o", str(loader), "--sign", str(key)) == 0
+    assert cli("idf", "build", hello, "-o", str(app), "--sign", str(key)) == 0
+    assert cli("idf", "build", hello, "-o", str(unsigned)) == 0
+    for image in (loader, app):  # Espressif's tool accepts both signatures
+        done = espsecure("verify-signature", "--version", "2", "--keyfile", str(key), str(image))
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert cli("device", "create", "s") == 0
+    assert cli("idf", "flash", "--device", "s", str(app), "0x1000", str(loader)) == 0
+    assert cli("security", "enable", "--device", "s", "--secure-boot") == 0
+    lines = monitor_until("s", "[0] Hello world!")
+    assert any("Secure boot permanently enabled" in line for line in lines)
+    folder = JumpstartHome().device("s")
+    summary = espefuse_summary(folder.efuse_path)
+    assert summary["ABS_DONE_1"]["value"] is True
+    assert bytes.fromhex(str(summary["BLOCK2"]["value"]).replace(" ", "")) == digest
+    # Images that would never run are refused before anything is written.
+    assert "would not run" in refused(["idf", "flash", "--device", "s", str(unsigned)], capfd)
+    foreign = tmp_path / "foreign.bin"
+    assert cli("image-sign", "--key", str(other), str(unsigned), "-o", str(foreign)) == 0
+    assert "would not run" in refused(["idf", "flash", "--device", "s", str(foreign)], capfd)
+    assert "already enabled" in refused(
+        ["security", "enable", "--device", "s", "--secure-boot"], capfd
+    )
+    capfd.readouterr()
+    assert cli("security", "status", "--device", "s") == 0
+    assert f"V2 enabled (ABS_DONE_1), key digest {digest.hex()}" in capfd.readouterr().out
+
+
+@pytest.mark.interop
+def test_a_digest_burned_by_espefuse_decides_what_runs(
+    home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    key, _ = sbv2_key_and_digest(tmp_path)
+    app, unsigned = tmp_path / "app.bin", tmp_path / "plain.bin"
+    assert cli("idf", "build", str(APPS / "1_hello_world"), "-o", str(unsigned)) == 0
+    assert cli("image-sign", "--key", str(key), str(unsigned), "-o", str(app)) == 0
+    assert cli("device", "create", "p") == 0
+    espefuse(JumpstartHome().device("p").efuse_path, "burn-key-digest", str(key))
+    assert "would not run" in refused(["idf", "flash", "--device", "p", str(unsigned)], capfd)
+    assert cli("idf", "flash", "--device", "p", str(app)) == 0
+    monitor_until("p", "[0] Hello world!")
+
+
+def test_signing_key_refusals(
+    home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    ecdsa, junk = tmp_path / "ecdsa.pem", tmp_path / "junk.pem"
+    ecdsa.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    junk.write_bytes(b"\xff\xfenot a key")
+    out = str(tmp_path / "x.bin")
+    hello = str(APPS / "1_hello_world")
+    assert "RSA-3072" in refused(["idf", "bootloader", "-o", out, "--sign", str(ecdsa)], capfd)
+    assert "RSA-3072" in refused(["idf", "build", hello, "-o", out, "--sign", str(ecdsa)], capfd)
+    assert "PEM" in refused(["idf", "build", hello, "-o", out, "--sign", str(junk)], capfd)
+    assert cli("device", "create", "k") == 0
+    short = tmp_path / "short.bin"
+    short.write_bytes(bytes(31))
+    burn = ["efuse", "burn-key", "--device", "k", "flash_encryption", str(short)]
+    assert "32 bytes" in refused(burn, capfd)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.efuse import EfuseImage
 from jumpstart.formats.otadata import OtaImgState, OtaSelectEntry, otadata_image
 from jumpstart.formats.partition_table import PartitionTable
@@ -22,7 +23,7 @@ from jumpstart.idf.partition import PartitionMap
 from jumpstart.idf.security import SecurityConfig
 from tests.cloud_device import wait_until
 from tests.espressif_tools import espsecure_flash_data
-from tests.idf.device_helpers import OTA_0, OTADATA, app_image, outlet_flash
+from tests.idf.device_helpers import OTA_0, OTADATA, app_image, bootloader_image, outlet_flash
 
 HELLO = "[0] Hello world!"
 DEVELOPMENT = SecurityConfig(flash_encryption=FlashEncryptionMode.DEVELOPMENT)
@@ -40,6 +41,7 @@ SMALL_SIZE = 0x40000
 
 def small_flash() -> MemoryFlash:
     flash = MemoryFlash(SMALL_SIZE)
+    flash.write(BOOTLOADER_OFFSET, bootloader_image())
     flash.write(0x8000, PartitionTable.from_csv(SMALL_CSV, flash_size=SMALL_SIZE).to_binary())
     flash.write(0x10000, app_image("1_hello_world"))
     flash.write(0x9000, b"plain nvs page")
@@ -49,6 +51,8 @@ def small_flash() -> MemoryFlash:
 
 
 class Console(list[str]):
+    state: DeviceState | None = None  # the device's state when the awaited line showed
+
     def seen(self, text: str) -> bool:
         return any(text in line for line in self)
 
@@ -72,6 +76,7 @@ def run(dev: Device, text: str = HELLO) -> Console:
         task = asyncio.create_task(dev.run())
         try:
             await boot_until(dev, text)
+            lines_of(dev).state = dev.state
         finally:
             await dev.stop()
             await asyncio.wait_for(task, 10)
@@ -107,6 +112,9 @@ def test_development_mode_first_boot_burns_encrypts_and_resets() -> None:
     assert raw[0x8000 : 0x8000 + SECTOR_SIZE] != table
     assert flash.read_encrypted(0x8000, SECTOR_SIZE) == table
     assert flash.read_encrypted(OTA_0, len(image)) == image
+    loader = bootloader_image()  # the ROM reads it through decryption from now on
+    assert raw[BOOTLOADER_OFFSET : BOOTLOADER_OFFSET + len(loader)] != loader
+    assert flash.read_encrypted(BOOTLOADER_OFFSET, len(loader)) == loader
     # Erased otadata was encrypted too (always is); nvs never is.
     second = OTADATA + SECTOR_SIZE
     assert flash.read_encrypted(second, 32) == b"\xff" * 32
@@ -163,7 +171,7 @@ def test_an_unprotected_key_is_refused_and_nothing_is_encrypted() -> None:
     before = flash.image()
     dev = device(flash, efuse, DEVELOPMENT)
     lines = run(dev, "No app to run")
-    assert dev.state is DeviceState.OFF
+    assert lines.state is DeviceState.HALTED
     assert lines.seen("Invalid key state")
     after = flash.image()
     assert after[:0xD000] == before[:0xD000]  # the table; otadata got its first entry
@@ -176,8 +184,9 @@ def test_a_key_burned_without_a_copy_halts_the_boot() -> None:
     efuse.burn_key("BLOCK1", bytes(range(32)))
     efuse.write_field_cnt("FLASH_CRYPT_CNT", 1)
     efuse.hidden.clear()  # as after espefuse burned it: the file holds zeros
-    lines = run(device(flash, efuse, SecurityConfig()), "No app to run")
-    assert lines.seen("does not know")
+    lines = run(device(flash, efuse, SecurityConfig()), "does not know")
+    assert lines.state is DeviceState.HALTED
+    assert not lines.seen("2nd stage bootloader")
 
 
 def _boot_with_cut(content: bytes, efuse_file: bytes, cut: int | None) -> tuple[bool, int]:
@@ -233,3 +242,55 @@ def test_power_cut_at_every_operation_of_the_first_boot_encryption() -> None:
         hit, _ = _boot_with_cut(content, blank, cut)
         hits += hit
     assert hits == total  # every operation of the pass was a cut point, and each recovered
+
+
+def _outlet_cut(content: bytes, efuse_file: bytes, cut: int | None) -> int:
+    """The outlet's first boot on a copy, cut at operation ``cut``; then boot until its app
+    starts. The operations its encryption pass took (up to the reset)."""
+    flash = MemoryFlash(len(content), content=content)
+    efuse = VirtualEfuse(image=EfuseImage.from_file(efuse_file))
+    console = Console()
+    pass_ops: list[int] = []
+
+    def line(text: str) -> None:
+        console.append(text)
+        if "Resetting with flash encryption enabled" in text:
+            pass_ops.append(flash.operations)
+
+    dev = Device("outlet", flash, efuse, console=line, security=DEVELOPMENT)
+
+    async def main() -> None:
+        if cut is not None:
+            flash.arm_power_cut(PowerCut(cut))
+        task = asyncio.create_task(dev.run())
+        try:
+            started = "Starting scheduler"
+            await wait_until(lambda: not flash.powered or console.seen(started), 20, "cut")
+            if not flash.powered:
+                flash.restore_power()
+                dev.power_cut()
+            await wait_until(lambda: console.seen(started), 20, "boot after the cut")
+        finally:
+            await dev.stop()
+            await asyncio.wait_for(task, 10)
+
+    asyncio.run(main())
+    assert efuse.read_field_cnt("FLASH_CRYPT_CNT") == 1
+    original = MemoryFlash(len(content), content=content)
+    image = app_image("outlet")
+    assert flash.read_encrypted(OTA_0, len(image)) == image
+    assert flash.read_encrypted(0x8000, SECTOR_SIZE) == original.read(0x8000, SECTOR_SIZE)
+    loader = bootloader_image()
+    assert flash.read_encrypted(BOOTLOADER_OFFSET, len(loader)) == loader
+    assert image[0x20:0x100] not in flash.image()
+    return pass_ops[0] if pass_ops else 0
+
+
+def test_power_cut_at_a_sample_of_the_outlets_first_boot_encryption() -> None:
+    content = outlet_flash(ota_0=app_image("outlet")).image()
+    blank = VirtualEfuse(random_mac()).image.to_file()
+    total = _outlet_cut(content, blank, None)
+    assert total > 40  # bootloader, table, otadata, nvs_key and the outlet image: 6 ops a sector
+    step = total // 12
+    for cut in [1, 2, *range(step, total, step), total - 1, total]:
+        _outlet_cut(content, blank, cut)

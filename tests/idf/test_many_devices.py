@@ -6,12 +6,13 @@ import asyncio
 import sys
 from pathlib import Path
 
+from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
 from jumpstart.idf.device import Device, DeviceState
 from jumpstart.idf.efuse import VirtualEfuse, random_mac
 from jumpstart.idf.flash import FileFlash
-from tests.idf.device_helpers import FLASH_SIZE, OTA_0, app_image
+from tests.idf.device_helpers import FLASH_SIZE, OTA_0, app_image, bootloader_image
 
 COUNT = 50
 
@@ -26,6 +27,7 @@ def test_fifty_devices_toggle_independently_and_restart_alone(tmp_path: Path) ->
     devices: list[Device] = []
     for n in range(COUNT):
         flash = FileFlash(tmp_path / f"flash{n}.bin", FLASH_SIZE)
+        flash.write(BOOTLOADER_OFFSET, bootloader_image())
         flash.write(0x8000, table)
         flash.write(OTA_0, image)
         devices.append(Device(f"d{n}", flash, VirtualEfuse(random_mac()), console=lambda _: None))

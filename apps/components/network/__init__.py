@@ -36,10 +36,24 @@ QRCODE_BASE_URL = "https://espressif.github.io/esp-jumpstart/qrcode.html"
 EXAMPLE_SEC2_VERIFIER_HEX_PATH = "sec2_example_verifier.hex"
 
 
+def init_factory(ctx: AppContext) -> None:
+    """Open the factory partition read-only. With NVS encryption on, the factory may have
+    encrypted it with the keys it put in nvs_keys: tried first, then plain."""
+    keys = ctx.nvs.security_cfg() if ctx.nvs.encryption else None
+    if keys is not None:
+        ctx.nvs.init(FACTORY_PARTITION, keys=keys, read_only=True)
+        try:
+            with ctx.nvs.open(FACTORY_NAMESPACE, OpenMode.READONLY, FACTORY_PARTITION):
+                return
+        except NvsError:
+            ctx.nvs.deinit(FACTORY_PARTITION)  # not encrypted with these keys
+    ctx.nvs.init(FACTORY_PARTITION, read_only=True)
+
+
 def factory_string(ctx: AppContext, key: str) -> str | None:
     """A value from the read-only factory partition, or None when it is not there."""
     try:
-        ctx.nvs.init(FACTORY_PARTITION)
+        init_factory(ctx)
         with ctx.nvs.open(FACTORY_NAMESPACE, OpenMode.READONLY, FACTORY_PARTITION) as handle:
             return handle.get_str(key)
     except NvsError:

@@ -23,10 +23,9 @@ from jumpstart.idf.mqtt import EspMqttClient, MqttConfig, MqttEvent, MqttEventDa
 from jumpstart.idf.nvs import NvsError, OpenMode
 
 from ..app_driver import AppDriver
+from ..network import FACTORY_NAMESPACE, FACTORY_PARTITION, init_factory
 
 TAG = "cloud"
-FACTORY_PARTITION = "fctry"
-FACTORY_NAMESPACE = "fctry"
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class CloudCredentials:
         certificate, key and CA from the esp_secure_cert partition when the table has one."""
         try:
             secure = EspSecureCert.find(ctx.partitions)
-            ctx.nvs.init(FACTORY_PARTITION)
+            init_factory(ctx)
             with ctx.nvs.open(FACTORY_NAMESPACE, OpenMode.READONLY, FACTORY_PARTITION) as nvs:
                 thing = nvs.get_str("device_id")
                 endpoint = nvs.get_str("endpoint")

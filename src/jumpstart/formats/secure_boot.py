@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -38,6 +38,7 @@ __all__ = [
     "PublicKey",
     "SignatureBlock",
     "SignatureError",
+    "SignatureVersion",
     "key_digest",
     "sign_image",
     "split_signed",
@@ -351,16 +352,21 @@ def verify_signed(
     data: bytes,
     *,
     trusted_key_digests: Sequence[bytes] | None = None,
+    versions: Collection[SignatureVersion] | None = None,
 ) -> tuple[int, SignatureBlock]:
     """Verify signed data as the bootloader does; return the index and block that verified.
 
     Every block present must be well formed. With ``trusted_key_digests`` (the eFuse key
     digests), a block counts only if its key is trusted; without, any block whose own key
-    verifies counts (integrity only).
+    verifies counts (integrity only). ``versions`` limits the schemes the chip verifies
+    (ESP32 v3: RSA only).
     """
     content, blocks = split_signed(data)
     errors: list[str] = []
     for index, block in enumerate(blocks):
+        if versions is not None and block.version not in versions:
+            errors.append(f"signature block {index}: {block.scheme} is not verified by this chip")
+            continue
         if trusted_key_digests is not None and block.key_digest() not in trusted_key_digests:
             errors.append(f"signature block {index}: key is not trusted by this device")
             continue

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
+from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.otadata import (
     OtaImgState,
     OtaSelectEntry,
@@ -24,7 +25,7 @@ from jumpstart.formats.otadata import (
 )
 from jumpstart.formats.partition_table import PartitionTable, PartitionType
 from jumpstart.formats.secure_boot import key_digest, verify_signed
-from jumpstart.host.image_tools import image_build, image_sign, signed_image_of
+from jumpstart.host.image_tools import bootloader_build, image_build, image_sign, signed_image_of
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
 from jumpstart.idf.flash import FileFlash
 from jumpstart.idf.partition import PartitionMap
@@ -59,6 +60,7 @@ def flash_demo(home: Path, *, when: dt.datetime | None = None) -> DemoResult:
     )
     signed = image_sign(image, key)
     with FileFlash(path) as flash:
+        flash.write(BOOTLOADER_OFFSET, bootloader_build(when=when))
         flash.write(0x8000, table.to_binary())
         parts = PartitionMap.load(flash)
         ota_0 = parts.find_first(PartitionType.APP, label="ota_0")

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jumpstart.errors import InputError
+from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.partition_table import PartitionTable
+from jumpstart.host.image_tools import bootloader_build
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
 from jumpstart.idf.efuse import VirtualEfuse, format_mac, random_mac
 from jumpstart.idf.flash import FileFlash
@@ -193,7 +195,8 @@ class JumpstartHome:
         mac: bytes | None = None,
         partitions_csv: str = OUTLET_PARTITIONS_CSV,
     ) -> DeviceFolder:
-        """A new device: erased flash with the guide's partition table, eFuse with a MAC."""
+        """A new device: erased flash with a bootloader at 0x1000 and the guide's partition
+        table, eFuse with a MAC."""
         if not _NAME.fullmatch(name):
             raise InputError(
                 f"device name {name!r}: use letters, digits, '_', '-', '.' (up to 63 characters)"
@@ -217,6 +220,7 @@ class JumpstartHome:
         folder.path.mkdir(parents=True)
         try:
             with FileFlash(folder.flash_path, flash_size) as flash:
+                flash.write(BOOTLOADER_OFFSET, bootloader_build())
                 flash.write(PARTITION_TABLE_OFFSET, table.to_binary())
             VirtualEfuse(mac).save(folder.efuse_path)
         except BaseException:

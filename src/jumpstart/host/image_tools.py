@@ -17,6 +17,7 @@ from jumpstart.formats.app_image import (
     ChipId,
     FlashMode,
 )
+from jumpstart.formats.bootloader_image import BootloaderDescription, build_bootloader
 from jumpstart.formats.secure_boot import (
     SECTOR_SIZE,
     PrivateKey,
@@ -30,6 +31,7 @@ from jumpstart.formats.secure_boot import (
 
 __all__ = [
     "SignedImage",
+    "bootloader_build",
     "build_date_time",
     "image_build",
     "image_info",
@@ -41,11 +43,32 @@ __all__ = [
 ]
 
 DEFAULT_IDF_VERSION = "v5.5"
+BOOTLOADER_VERSION = 1  # CONFIG_BOOTLOADER_PROJECT_VER
 
 
 def build_date_time(when: dt.datetime) -> tuple[str, str]:
     """``__DATE__`` and ``__TIME__`` as a C compiler writes them ("Jan  1 2026", "12:00:00")."""
     return f"{when:%b} {when.day:2d} {when.year}", f"{when:%H:%M:%S}"
+
+
+def bootloader_build(
+    *,
+    when: dt.datetime | None = None,
+    idf_ver: str = DEFAULT_IDF_VERSION,
+    secure_version: int = 0,
+    sign_key: PrivateKey | None = None,
+) -> bytes:
+    """``idf.py bootloader``: the second-stage bootloader image for 0x1000, signed with
+    ``sign_key`` (Secure Boot V2: a signature sector after the image padded to 4 KiB)."""
+    date, time = build_date_time(when or dt.datetime.now(dt.UTC))
+    description = BootloaderDescription(
+        version=BOOTLOADER_VERSION,
+        idf_ver=idf_ver,
+        date_time=f"{date} {time}",
+        secure_version=secure_version,
+    )
+    image = build_bootloader(description)
+    return sign_image(image, [sign_key]) if sign_key is not None else image
 
 
 def image_build(

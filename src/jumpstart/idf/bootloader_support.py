@@ -23,10 +23,13 @@ from jumpstart.formats.otadata import (
 )
 from jumpstart.formats.partition_table import PartitionType
 from jumpstart.formats.secure_boot import SECTOR_SIZE as SIG_SECTOR_SIZE
-from jumpstart.formats.secure_boot import SignatureError, verify_signed
+from jumpstart.formats.secure_boot import SignatureError, SignatureVersion, verify_signed
 from jumpstart.idf.partition import EspPartition, PartitionMap
 
-__all__ = ["Otadata", "VerifiedApp", "verify_app_partition"]
+__all__ = ["ESP32_SIGNATURE_VERSIONS", "Otadata", "VerifiedApp", "verify_app_partition"]
+
+# ESP32 v3's Secure Boot V2 verifies RSA-3072 signature blocks only (SOC_SECURE_BOOT_V2_RSA).
+ESP32_SIGNATURE_VERSIONS = frozenset({SignatureVersion.RSA})
 
 IMAGE_MAGIC_BYTE = b"\xe9"  # ESP_IMAGE_HEADER_MAGIC
 OTADATA_SUBTYPE = 0x00  # ESP_PARTITION_SUBTYPE_DATA_OTA
@@ -66,7 +69,11 @@ def verify_app_partition(
         if signed_length > region.size:
             raise ImageError("secure boot is enabled and the image has no signature sector")
         try:
-            verify_signed(region.read(0, signed_length), trusted_key_digests=trusted_key_digests)
+            verify_signed(
+                region.read(0, signed_length),
+                trusted_key_digests=trusted_key_digests,
+                versions=ESP32_SIGNATURE_VERSIONS,
+            )
         except SignatureError as err:
             raise ImageError(f"secure boot: {err}") from None
     try:

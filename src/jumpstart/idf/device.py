@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Any
 
 from jumpstart.errors import InputError
-from jumpstart.formats.partition_table import PartitionType
+from jumpstart.formats.partition_table import SUBTYPE_DATA_NVS_KEYS, PartitionType
 from jumpstart.idf.app_context import AppContext
 from jumpstart.idf.app_loader import LoadedApp
 from jumpstart.idf.bootloader import BootedApp, load_boot_image
@@ -35,6 +35,7 @@ from jumpstart.idf.nvs import NvsFlash
 from jumpstart.idf.ota import EspOta
 from jumpstart.idf.partition import PartitionMap
 from jumpstart.idf.radio import RadioWorld
+from jumpstart.idf.rom import LoadedBootloader, rom_load_bootloader
 from jumpstart.idf.security import (
     SecurityConfig,
     log_app_security,
@@ -47,7 +48,6 @@ from jumpstart.idf.wifi import Wifi
 
 __all__ = ["Device", "DeviceState", "ResetReason"]
 
-IDF_VERSION = "v5.5"
 # CONFIG_ESP_SYSTEM_PANIC_REBOOT_DELAY_SECONDS: a crashing app reboots, but not in a tight loop.
 PANIC_REBOOT_DELAY_S = 1.0
 
@@ -181,9 +181,18 @@ class Device:
         log = EspLog(self.uptime_ms, self.console, self.log_level)
         self.gpio.reset()
         self.gpio.set_loop(loop)
-        log.i("boot", f"ESP-IDF {IDF_VERSION} 2nd stage bootloader")
         try:
-            loaded = self._bootloader(log)
+            bootloader = self._rom(log)
+        except PowerCutError:
+            self.booted = None
+            self.state = DeviceState.OFF
+            return
+        if bootloader is None:
+            return
+        log.i("boot", f"ESP-IDF {bootloader.description.idf_ver} 2nd stage bootloader")
+        log.i("boot", f"compile time {bootloader.description.date_time}")
+        try:
+            loaded = self._bootloader(log, bootloader)
         except PowerCutError:
             # Power lost during the bootloader's own flash writes: nothing runs until the
             # power comes back (restore_power(), then power_cut() boots again).
@@ -199,12 +208,7 @@ class Device:
         parts, app = loaded
         assert self.booted is not None
         log_app_security(self.efuse, log)
-        desc = self.booted.image.app_description
-        if desc is not None:
-            log.i("app_init", f"Project name:     {desc.project_name}")
-            log.i("app_init", f"App version:      {desc.version}")
-            log.i("app_init", f"Compile time:     {desc.date} {desc.time}")
-            log.i("app_init", f"ESP-IDF:          {desc.idf_ver}")
+        self._log_app(log)
         timers = TimerService(loop, on_error=lambda t, e: self._panic(log, f"timer {t.name}", e))
         events = EventLoop(on_error=lambda ev, e: self._panic(log, f"event {ev.name}", e))
         events.start()
@@ -218,7 +222,7 @@ class Device:
             events=events,
             timers=timers,
             gpio=self.gpio,
-            nvs=NvsFlash(parts),
+            nvs=NvsFlash(parts, encryption=self._nvs_encryption(parts), log=log),
             restart=self.restart,
             tick_ms=self.uptime_ms,
             spawn=self._spawn,
@@ -247,26 +251,57 @@ class Device:
         log.i("cpu_start", "Starting scheduler on PRO CPU.")
         self._spawn(self._main(app, context), "main")
 
+    def _log_app(self, log: EspLog) -> None:
+        desc = self.booted.image.app_description if self.booted else None
+        if desc is not None:
+            log.i("app_init", f"Project name:     {desc.project_name}")
+            log.i("app_init", f"App version:      {desc.version}")
+            log.i("app_init", f"Compile time:     {desc.date} {desc.time}")
+            log.i("app_init", f"ESP-IDF:          {desc.idf_ver}")
+
+    def _rom(self, log: EspLog) -> LoadedBootloader | None:
+        """The ROM stage: flash decryption as the eFuses say, then the bootloader at 0x1000.
+        None when the ROM stops (it then runs nothing, so no ESP-IDF log either) or resets.
+
+        A first-boot encryption a power cut interrupted is finished here, before the
+        bootloader is checked: the cut may have left the bootloader itself half encrypted.
+        (ESP32's mask ROM could not do this; the virtual chip's does, so no cut bricks it.)
+        """
+        try:
+            encrypted = flash_encryption_enabled(self.efuse)
+            self.flash.set_crypt(crypt_from_efuse(self.efuse) if encrypted else None)
+            mode = self.security.flash_encryption
+            if encrypted or mode is not FlashEncryptionMode.DISABLED:
+                if mode is FlashEncryptionMode.DISABLED:
+                    mode = FlashEncryptionMode.DEVELOPMENT
+                if resume_interrupted_encryption(self.flash, self.efuse, mode, log):
+                    self._reset_after_encryption(log)
+                    return None
+            return rom_load_bootloader(self.flash, self.efuse, self.console)
+        except InputError as err:
+            self.console(str(err))
+            self.booted = None
+            self.state = DeviceState.HALTED
+            return None
+
+    def _nvs_encryption(self, parts: PartitionMap) -> bool:
+        """CONFIG_NVS_ENCRYPTION follows flash encryption (ESP-IDF's default), with the
+        flash-encryption scheme: it needs an nvs_keys partition."""
+        return self.flash.crypt is not None and bool(
+            parts.find(PartitionType.DATA, subtype=SUBTYPE_DATA_NVS_KEYS)
+        )
+
     def _trusted_digests(self) -> list[bytes]:
         """Key digests images must be signed with: once secure boot is on (ABS_DONE_1), or
         as soon as a digest is burned (a pre-burned digest is trusted as it is)."""
         return self.efuse.secure_boot_key_digests
 
-    def _bootloader(self, log: EspLog) -> tuple[PartitionMap, LoadedApp] | None:
-        """The second stage: flash encryption state, table, app choice, the first-boot
-        security steps. None when it resets (encryption just enabled) or halts."""
+    def _bootloader(
+        self, log: EspLog, bootloader: LoadedBootloader
+    ) -> tuple[PartitionMap, LoadedApp] | None:
+        """The second stage: table, app choice, the first-boot security steps. None when it
+        resets (encryption just enabled) or halts."""
         mode = self.security.flash_encryption
-        encrypted = flash_encryption_enabled(self.efuse)
-        self.flash.set_crypt(crypt_from_efuse(self.efuse) if encrypted else None)
-        if encrypted or mode is not FlashEncryptionMode.DISABLED:
-            resume_mode = (
-                mode
-                if mode is not FlashEncryptionMode.DISABLED
-                else (FlashEncryptionMode.DEVELOPMENT)
-            )
-            if resume_interrupted_encryption(self.flash, self.efuse, resume_mode, log):
-                self._reset_after_encryption(log)
-                return None
         try:
             parts = PartitionMap.load(self.flash)
         except InputError as err:
@@ -288,9 +323,11 @@ class Device:
         )
         if self.security.secure_boot and not secure_boot_enabled(self.efuse):
             length = len(self.booted.image.to_bytes())
-            secure_boot_v2_permanently_enable(self.efuse, self.booted.partition, length, log)
+            secure_boot_v2_permanently_enable(
+                self.efuse, bootloader.signature_blocks, self.booted.partition, length, log
+            )
         if mode is not FlashEncryptionMode.DISABLED and encrypt_flash_on_first_boot(
-            self.flash, parts, self.efuse, mode, log
+            self.flash, parts, self.efuse, mode, log, bootloader_length=bootloader.length
         ):
             self._reset_after_encryption(log)
             return None

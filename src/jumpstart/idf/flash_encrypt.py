@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from jumpstart.errors import InputError
+from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.crc import crc32
 from jumpstart.formats.partition_table import DEFAULT_TABLE_OFFSET, PartitionType
 from jumpstart.formats.secure_boot import SECTOR_SIZE as SIG_SECTOR_SIZE
@@ -331,15 +332,20 @@ def _app_span(parts: PartitionMap, label: str) -> int | None:
     return length
 
 
-def plan_encryption(parts: PartitionMap, log: EspLog) -> list[int]:
-    """The sectors ``esp_flash_encrypt_contents`` would encrypt, in its order."""
+def plan_encryption(parts: PartitionMap, log: EspLog, bootloader_length: int = 0) -> list[int]:
+    """The sectors ``esp_flash_encrypt_contents`` would encrypt, in its order: the
+    bootloader (its image and signature sector), the table, then partition by partition."""
     sectors: list[int] = []
 
     def add(address: int, length: int) -> None:
         end = address + length
         sectors.extend(range(address, end + (-end % SECTOR_SIZE), SECTOR_SIZE))
 
+    if bootloader_length:
+        add(BOOTLOADER_OFFSET, bootloader_length)
+        log.i(TAG, "bootloader encrypted successfully")
     add(parts.table_offset, SECTOR_SIZE)
+    log.i(TAG, "partition table encrypted and loaded successfully")
     for index, entry in enumerate(parts.table.partitions):
         size: int | None = None
         if entry.type == PartitionType.APP:
@@ -405,9 +411,16 @@ def _run_journal(
         journal.mark_done(step)
 
 
-def _encrypt_sectors(flash: Flash, crypt: FlashCrypt, parts: PartitionMap, log: EspLog) -> None:
-    sectors = plan_encryption(parts, log)
-    journal = EncryptionJournal.locate(flash, parts)
+def _encrypt_sectors(
+    flash: Flash,
+    crypt: FlashCrypt,
+    parts: PartitionMap,
+    log: EspLog,
+    bootloader_length: int,
+    use_journal: bool,
+) -> None:
+    sectors = plan_encryption(parts, log, bootloader_length)
+    journal = EncryptionJournal.locate(flash, parts) if use_journal else None
     if journal is None:
         # ESP-IDF's way: erase and rewrite in place; a cut here loses the sector.
         log.w(TAG, "No free flash for the encryption journal: a power cut now is fatal")
@@ -453,10 +466,19 @@ def resume_interrupted_encryption(
 
 
 def encrypt_flash_on_first_boot(
-    flash: Flash, parts: PartitionMap, efuse: VirtualEfuse, mode: FlashEncryptionMode, log: EspLog
+    flash: Flash,
+    parts: PartitionMap,
+    efuse: VirtualEfuse,
+    mode: FlashEncryptionMode,
+    log: EspLog,
+    *,
+    bootloader_length: int = 0,
+    use_journal: bool = True,
 ) -> bool:
     """The bootloader's flash encryption step, after it chose the app: True when it just
-    enabled encryption (the bootloader then resets); False when it was on already."""
+    enabled encryption (the bootloader then resets); False when it was on already.
+    ``use_journal=False`` is ESP-IDF's in-place pass, which a power cut can break (kept to
+    measure what the journal costs)."""
     log.i("boot", "Checking flash encryption...")
     if flash_encryption_enabled(efuse):
         left = plaintext_flashes_left(efuse)
@@ -467,7 +489,7 @@ def encrypt_flash_on_first_boot(
         log.e(TAG, f"Flash Encryption cannot be enabled (CRYPT_CNT ({count}) is write protected)")
         raise FlashEncryptionError("FLASH_CRYPT_CNT is write-protected")
     _init_keys(efuse, mode, log)
-    _encrypt_sectors(flash, crypt_from_efuse(efuse), parts, log)
+    _encrypt_sectors(flash, crypt_from_efuse(efuse), parts, log, bootloader_length, use_journal)
     log.i(TAG, "Done encrypting")
     _enable(efuse, mode, log)
     # The journal's copy of the last sector is plaintext: gone before anything else runs.

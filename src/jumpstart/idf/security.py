@@ -10,10 +10,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jumpstart.errors import InputError
-from jumpstart.formats.secure_boot import SignatureError, split_signed
+from jumpstart.formats.secure_boot import SECTOR_SIZE as SIG_SECTOR_SIZE
+from jumpstart.formats.secure_boot import SignatureBlock, split_signed
+from jumpstart.idf.bootloader_support import ESP32_SIGNATURE_VERSIONS
 from jumpstart.idf.efuse import SECURE_BOOT_BLOCK, VirtualEfuse
 from jumpstart.idf.flash_encrypt import FlashEncryptionMode, get_flash_encryption_mode
 from jumpstart.idf.log import EspLog
@@ -55,37 +58,57 @@ def secure_boot_enabled(efuse: VirtualEfuse) -> bool:
 
 
 def secure_boot_v2_permanently_enable(
-    efuse: VirtualEfuse, signed_app: EspPartition, app_length: int, log: EspLog
+    efuse: VirtualEfuse,
+    bootloader_blocks: Sequence[SignatureBlock],
+    signed_app: EspPartition,
+    app_length: int,
+    log: EspLog,
 ) -> None:
     """``esp_secure_boot_v2_permanently_enable``: burn the digest of the key that signed the
-    app (unless a digest is burned already: it is then used as it is), then ``ABS_DONE_1``
-    and the JTAG and ROM BASIC fuses, in one batch."""
+    bootloader (unless a digest is burned already: it is then used as it is), check that the
+    app is signed with that key, then burn ``ABS_DONE_1`` and the JTAG and ROM BASIC fuses,
+    in one batch (nothing is burned when a check fails)."""
     log.i(TAG, "enabling secure boot v2...")
     if secure_boot_enabled(efuse):
         log.i(TAG, "secure boot v2 is already enabled, continuing..")
         return
     present = bool(efuse.secure_boot_key_digests)
     log.i(TAG, f"Secure boot digests {'already present' if present else 'absent, generating..'}")
-    padded = app_length + (-app_length % 0x1000)
-    try:
-        _, blocks = split_signed(signed_app.read(0, min(signed_app.size, padded + 0x1000)))
-    except (SignatureError, InputError):
-        blocks = []
-    if not blocks:
-        log.e(TAG, "No valid applications signature blocks found.")
-        raise SecureBootError("secure boot needs a signed app (jumpstart image-sign)")
-    log.i(TAG, f"{len(blocks)} signature block(s) found appended to the app.")
-    if not present:
-        log.i(TAG, "Burning public key hash to eFuse")
-        efuse.burn_secure_boot_digest(blocks[0].key_digest())
-    else:
+    if present:
         if efuse.image.read_protected(SECURE_BOOT_BLOCK):
             log.e(TAG, "Key digest (BLK2) read protected, aborting...")
             raise SecureBootError("BLOCK2 is read-protected: the bootloader cannot check keys")
         log.w(TAG, "Using pre-loaded public key digest in eFuse")
-    if not any(block.key_digest() in efuse.secure_boot_key_digests for block in blocks):
+        digests = list(efuse.secure_boot_key_digests)
+    else:
+        if not bootloader_blocks:
+            log.e(TAG, "No valid bootloader signature blocks found.")
+            raise SecureBootError(
+                "secure boot needs a signed bootloader: jumpstart idf bootloader --sign KEY.pem"
+            )
+        log.i(TAG, f"{len(bootloader_blocks)} signature block(s) found appended to the bootloader.")
+        rsa = [b for b in bootloader_blocks if b.version in ESP32_SIGNATURE_VERSIONS]
+        if not rsa:
+            log.e(TAG, "Bootloader signature block is invalid")
+            raise SecureBootError("ESP32 Secure Boot V2 takes RSA-3072 signatures only")
+        digests = [rsa[0].key_digest()]
+    padded = app_length + (-app_length % SIG_SECTOR_SIZE)
+    try:
+        _, app_blocks = split_signed(
+            signed_app.read(0, min(signed_app.size, padded + SIG_SECTOR_SIZE))
+        )
+    except InputError:
+        app_blocks = []
+    if not app_blocks:
+        log.e(TAG, "No valid applications signature blocks found.")
+        raise SecureBootError("secure boot needs a signed app: jumpstart image-sign --key KEY.pem")
+    log.i(TAG, f"{len(app_blocks)} signature block(s) found appended to the app.")
+    if not any(block.key_digest() in digests for block in app_blocks):
         log.e(TAG, "No application key digest matches the bootloader key digest.")
-        raise SecureBootError("the app is not signed with the key whose digest is burned")
+        raise SecureBootError("the app is not signed with the bootloader's key")
+    if not present:
+        log.i(TAG, "Burning public key hash to eFuse")
+        efuse.burn_secure_boot_digest(digests[0])
     log.i(TAG, "blowing secure boot efuse...")
     efuse.write_field_bit("ABS_DONE_1")
     log.i(TAG, "Disable JTAG...")

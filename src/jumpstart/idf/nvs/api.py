@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from types import TracebackType
 
@@ -26,6 +26,7 @@ from jumpstart.formats.nvs import (
 )
 from jumpstart.formats.partition_table import PartitionType
 from jumpstart.idf.esp_err import EspErr
+from jumpstart.idf.log import EspLog
 from jumpstart.idf.nvs.errors import NvsError
 from jumpstart.idf.nvs.partition import EncryptedNvsPartition, NvsPartition
 from jumpstart.idf.nvs.storage import Storage, StorageStats
@@ -288,13 +289,32 @@ class NvsHandle:
 
 
 class NvsFlash:
-    """The initialised NVS partitions of one device (``nvs_flash_init`` and friends)."""
+    """The initialised NVS partitions of one device (``nvs_flash_init`` and friends).
 
-    __slots__ = ("_partitions", "_storages")
+    ``encryption`` is ``CONFIG_NVS_ENCRYPTION`` with the flash-encryption scheme: the default
+    partition is then initialised with the keys of the nvs_keys partition (made on first use),
+    as ``nvs_flash_init`` does in such a build.
+    """
 
-    def __init__(self, partitions: PartitionMap) -> None:
+    __slots__ = ("_partitions", "_storages", "encryption", "log")
+
+    def __init__(
+        self, partitions: PartitionMap, *, encryption: bool = False, log: EspLog | None = None
+    ) -> None:
         self._partitions = partitions
         self._storages: dict[str, Storage] = {}
+        self.encryption = encryption
+        self.log = log
+
+    def security_cfg(self) -> NvsKeys | None:
+        """The keys in the nvs_keys partition, or None (no partition, or blank/corrupt)."""
+        found = self._partitions.find(type=PartitionType.DATA, subtype=NVS_KEYS_SUBTYPE)
+        if not found:
+            return None
+        try:
+            return read_security_cfg(found[0])
+        except NvsError:
+            return None
 
     def _partition(self, label: str) -> EspPartition:
         found = self._partitions.find(type=PartitionType.DATA, label=label)
@@ -304,11 +324,26 @@ class NvsFlash:
             )
         return found[0]
 
-    def init(self, label: str = NVS_DEFAULT_PART_NAME, *, keys: NvsKeys | None = None) -> None:
-        """``nvs_flash_init_partition`` (``keys``: ``nvs_flash_secure_init_partition``)."""
+    def init(
+        self,
+        label: str = NVS_DEFAULT_PART_NAME,
+        *,
+        keys: NvsKeys | None = None,
+        read_only: bool = False,
+    ) -> None:
+        """``nvs_flash_init_partition`` (``keys``: ``nvs_flash_secure_init_partition``;
+        ``read_only``: as for a partition flagged ``readonly``, nothing is ever written, not
+        even a repair). The default partition of an NVS-encryption build is encrypted."""
         if label in self._storages:
             return
+        if self.encryption and label == NVS_DEFAULT_PART_NAME and keys is None:
+            self.secure_init(label)
+            if self.log is not None:
+                self.log.i("nvs", f'NVS partition "{label}" is encrypted.')
+            return
         partition = self._partition(label)
+        if read_only and not partition.readonly:
+            partition = EspPartition(partition.flash, replace(partition.entry, readonly=True))
         if partition.encrypted:
             raise NvsError(
                 EspErr.ESP_ERR_NVS_WRONG_ENCRYPTION,
@@ -339,6 +374,12 @@ class NvsFlash:
         except NvsError as err:
             if err.code is not EspErr.ESP_ERR_NVS_KEYS_NOT_INITIALIZED:
                 raise
+            if self.log is not None:
+                self.log.w(
+                    "nvs",
+                    f"Failed to read NVS security cfg: [0x{err.code.value:02X}] ({err.code.name})",
+                )
+                self.log.i("nvs", "Generating NVS encr-keys...")
             keys = generate_keys(keys_partition)
         self.init(label, keys=keys)
 
