@@ -9,7 +9,11 @@ Targets: the pass under 1 s; the encrypted, signed boot within 2x of the plain o
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
 import io
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -21,8 +25,8 @@ from espsecure import _flash_encryption_operation_esp32 as espsecure_encrypt
 from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.efuse import EfuseImage
 from jumpstart.formats.partition_table import PartitionTable
-from jumpstart.host.app_build import build_app_image
-from jumpstart.host.image_tools import bootloader_build, image_sign
+from jumpstart.host.app_build import build_app_image, load_app_package
+from jumpstart.host.image_tools import bootloader_build, image_build, image_sign
 from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
 from jumpstart.idf.device import Device, DeviceState
 from jumpstart.idf.efuse import VirtualEfuse, random_mac
@@ -40,6 +44,8 @@ APPS = Path(__file__).resolve().parent.parent / "apps"
 FLASH_SIZE = 4 * 1024 * 1024
 OTA_0 = 0x20000
 STARTED = "Starting scheduler on PRO CPU."
+FILLER = 1_500_000  # grows the outlet image to nearly fill its 1600 KiB slot
+WHEN = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
 
 
 def _outlet_flash(app: bytes, bootloader: bytes) -> MemoryFlash:
@@ -79,17 +85,25 @@ def _espsecure_pass(content: bytes, sectors: list[int]) -> float:
     """espsecure's ESP32 encryption of the same sectors (its Python code, in process)."""
     key = io.BytesIO(bytes(range(32)))
     started = time.perf_counter()
-    for address in sectors:
-        key.seek(0)
-        out = io.BytesIO()
-        espsecure_encrypt(
-            out, io.BytesIO(content[address : address + SECTOR_SIZE]), address, key, 0xF, False
-        )
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per call
+        for address in sectors:
+            key.seek(0)
+            data = io.BytesIO(content[address : address + SECTOR_SIZE])
+            espsecure_encrypt(io.BytesIO(), data, address, key, 0xF, False)
     return time.perf_counter() - started
 
 
-def bench_first_boot_encryption() -> None:
-    app = build_app_image(APPS / "outlet")
+def _outlet_release(filler: int) -> bytes:
+    """The outlet image, grown by ``filler`` bytes of embedded data (a big release)."""
+    package = load_app_package(APPS / "outlet")
+    if filler:
+        data = random.Random(1).randbytes(filler)
+        package = dataclasses.replace(package, embedded={**package.embedded, "filler": data})
+    return image_build(package.name, "1.0.0", package.to_bytes(), when=WHEN)
+
+
+def bench_first_boot_encryption(filler: int, what: str) -> None:
+    app = _outlet_release(filler)
     content = _outlet_flash(app, bootloader_build()).image()
     runs = [_first_boot_pass(content, journal=True) for _ in range(3)]
     ours = min(t for t, _ in runs)
@@ -98,7 +112,7 @@ def bench_first_boot_encryption() -> None:
     reference = _espsecure_pass(content, sectors)
     size = len(sectors) * SECTOR_SIZE
     print(
-        f"first-boot flash encryption, outlet 4 MiB ({size // 1024} KiB to encrypt)  "
+        f"first-boot flash encryption, {what} ({size // 1024} KiB to encrypt)  "
         f"ours {ours * 1e3:7.1f} ms   ESP-IDF's in-place pass {in_place * 1e3:7.1f} ms   "
         f"ratio {ours / in_place:5.2f}   espsecure on the same sectors {reference * 1e3:7.1f} ms"
         f"   (target < 1000 ms)"
@@ -160,7 +174,8 @@ def bench_secure_boot(runs: int = 15) -> None:
 
 
 def main() -> None:
-    bench_first_boot_encryption()
+    bench_first_boot_encryption(0, "outlet")
+    bench_first_boot_encryption(FILLER, "outlet with a 1.5 MiB release")
     bench_secure_boot()
 
 
