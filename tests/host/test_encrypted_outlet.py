@@ -46,7 +46,10 @@ def outlet_release(version: str) -> bytes:
     return image_build(package.name, version, package.to_bytes(), when=WHEN)
 
 
-def test_encrypted_outlet_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mode", ["development", "release"])
+def test_encrypted_outlet_end_to_end(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
     out, app = tmp_path / "factory", tmp_path / "outlet.bin"
     app.write_bytes(outlet_release("1.0.0"))
@@ -69,7 +72,7 @@ def test_encrypted_outlet_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
             fctry, keys = out / "bin" / "outlet-1.bin", out / "keys" / "keys-outlet-1.bin"
             flash = ["idf", "flash", "--device", "dev", str(app), hex(FCTRY), str(fctry)]
             assert main([*flash, hex(NVS_KEY_OFFSET), str(keys)]) == 0
-            enable = ["security", "enable", "--device", "dev", "--flash-encryption", "development"]
+            enable = ["security", "enable", "--device", "dev", "--flash-encryption", mode]
             assert main(enable) == 0
             hosted = FirmwareStore(cloud_home).upload(outlet_release("2.0.0"), "outlet-2.bin")
             url = firmware_url("localhost", cloud.firmware_port, hosted.name)
@@ -79,6 +82,7 @@ def test_encrypted_outlet_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyP
                 await _wait(lambda: console.logged("QR payload"))
                 assert console.logged("Resetting with flash encryption enabled...")
                 assert console.logged('NVS partition "nvs" is encrypted.')
+                assert console.logged(f"Flash encryption mode is {mode.upper()}")
                 assert console.qr()["pop"] == row["pop"]  # read from the encrypted fctry
                 name = console.qr()["name"]
                 assert await asyncio.to_thread(_provision, world, name, row["pop"])

@@ -168,6 +168,8 @@ def test_secure_boot_end_to_end(
     assert cli("idf", "bootloader", "-o", str(loader), "--sign", str(key)) == 0
     assert cli("idf", "build", hello, "-o", str(app), "--sign", str(key)) == 0
     assert cli("idf", "build", hello, "-o", str(unsigned)) == 0
+    drivers = str(tmp_path / "drivers.bin")
+    assert cli("idf", "build", str(APPS / "2_drivers"), "-o", drivers) == 0
     for image in (loader, app):  # Espressif's tool accepts both signatures
         done = espsecure("verify-signature", "--version", "2", "--keyfile", str(key), str(image))
         assert done.returncode == 0, done.stdout + done.stderr
@@ -185,6 +187,14 @@ def test_secure_boot_end_to_end(
     foreign = tmp_path / "foreign.bin"
     assert cli("image-sign", "--key", str(other), str(unsigned), "-o", str(foreign)) == 0
     assert "would not run" in refused(["idf", "flash", "--device", "s", str(foreign)], capfd)
+    # An app signed by Espressif's own tool with the burned key boots.
+    theirs = tmp_path / "theirs.bin"
+    sign = ["sign-data", "--version", "2", "--keyfile", str(key), "-o", str(theirs)]
+    done = espsecure(*sign, str(tmp_path / "drivers.bin"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert cli("idf", "flash", "--device", "s", str(theirs)) == 0
+    lines = monitor_until("s", "Starting scheduler")
+    assert any("Project name:     drivers" in line for line in lines)
     assert "already enabled" in refused(
         ["security", "enable", "--device", "s", "--secure-boot"], capfd
     )
