@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jumpstart.cli_util import command_group, parse_size
 from jumpstart.errors import InputError
 from jumpstart.formats.app_image import AppImage
-from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.partition_table import (
     DEFAULT_TABLE_OFFSET,
     MAX_TABLE_LENGTH,
@@ -29,7 +28,7 @@ from jumpstart.host.device_control import is_running, send_command
 from jumpstart.host.device_home import PARTITION_TABLE_OFFSET, DeviceFolder, JumpstartHome
 from jumpstart.host.device_runner import run_device
 from jumpstart.host.files import read_file, write_atomically
-from jumpstart.host.flashing import boot_app_offset, erase_otadata, table_of
+from jumpstart.host.flashing import boot_app_offset, ensure_bootloader, erase_otadata, table_of
 from jumpstart.host.image_tools import (
     bootloader_build,
     image_sign,
@@ -104,12 +103,6 @@ def _check_bootable_layout(folder: DeviceFolder) -> None:
     with folder.open_flash() as flash:
         if get_flash_encryption_mode(efuse) is not FlashEncryptionMode.DISABLED:
             flash.set_crypt(crypt_from_efuse(efuse))
-        elif flash.read(BOOTLOADER_OFFSET, 4) == b"\xff" * 4:
-            raise InputError(
-                f"device {folder.name!r} has no bootloader at 0x1000 (made before devices had "
-                f"one, or erased); write one: jumpstart idf bootloader -o bootloader.bin && "
-                f"jumpstart idf flash --device {folder.name} 0x1000 bootloader.bin"
-            )
         try:
             PartitionMap.load(flash, PARTITION_TABLE_OFFSET)
         except (InputError, EspError) as err:
@@ -119,6 +112,13 @@ def _check_bootable_layout(folder: DeviceFolder) -> None:
                 f"device {folder.name!r}: no valid partition table at 0x8000 ({err}); write one "
                 f"with 'jumpstart idf flash --device {folder.name} --offset 0x8000 partitions.bin'"
             ) from None
+        if (
+            flash.crypt is None
+            and not efuse.read_field_bit("ABS_DONE_1")
+            and ensure_bootloader(flash)
+        ):
+            # Made before devices had a bootloader: migrated on first use, like efuse.json.
+            print(f"wrote a bootloader at 0x1000 into {folder.name} (it had none)", file=sys.stderr)
 
 
 def _bootable(name: str) -> tuple[DeviceFolder, RadioWorld]:

@@ -240,3 +240,15 @@ def test_signing_key_refusals(
     short.write_bytes(bytes(31))
     burn = ["efuse", "burn-key", "--device", "k", "flash_encryption", str(short)]
     assert "32 bytes" in refused(burn, capfd)
+
+
+def test_a_device_made_before_bootloaders_gets_one_on_first_use(
+    home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    flashed_device("old", "1_hello_world", tmp_path)
+    folder = JumpstartHome().device("old")
+    with folder.open_flash() as flash:
+        flash.erase_range(0x1000, 0x7000)  # as devices were made before they had one
+    lines = monitor_until("old", "[0] Hello world!")
+    assert any("2nd stage bootloader" in line for line in lines)
+    assert folder.flash_path.read_bytes()[0x1000] == 0xE9

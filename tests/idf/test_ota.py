@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from jumpstart.formats.app_image import ChipId
 from jumpstart.formats.otadata import OtaImgState, OtaSelectEntry, otadata_image
@@ -196,7 +196,7 @@ def test_third_update_uses_sequence_three_for_ota_0() -> None:
 
 
 def test_secure_boot_requires_a_signature_from_a_trusted_key() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)  # ESP32: RSA only
     digest = key_digest(key.public_key())
     flash = outlet_flash(ota_0=sign_image(app_image("2_drivers"), [key]))
     flash.write(OTADATA, otadata_image(OtaSelectEntry.new(1, OtaImgState.VALID), None))
@@ -208,12 +208,17 @@ def test_secure_boot_requires_a_signature_from_a_trusted_key() -> None:
     with pytest.raises(EspError) as refused:
         handle.end()
     assert "signature" in refused.value.detail
-    other_key = ec.generate_private_key(ec.SECP256R1())
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
     handle = board.ota.begin(target)
     handle.write(sign_image(unsigned, [other_key]))
     with pytest.raises(EspError) as untrusted:
         handle.end()
     assert "not trusted" in untrusted.value.detail
+    handle = board.ota.begin(target)
+    handle.write(sign_image(unsigned, [ec.generate_private_key(ec.SECP256R1())]))
+    with pytest.raises(EspError) as ecdsa:
+        handle.end()
+    assert "not verified by this chip" in ecdsa.value.detail
     board.update(sign_image(unsigned, [key]))
     board.boot()
     assert board.app == "hello_world"

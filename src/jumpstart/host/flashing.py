@@ -6,15 +6,17 @@ Shared by ``jumpstart idf flash`` and ``jumpstart run`` (which flashes a new out
 from __future__ import annotations
 
 from jumpstart.errors import InputError
+from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.partition_table import (
     DEFAULT_TABLE_OFFSET,
     MAX_TABLE_LENGTH,
     PartitionTable,
     PartitionType,
 )
+from jumpstart.host.image_tools import bootloader_build
 from jumpstart.idf.flash import Flash
 
-__all__ = ["boot_app_offset", "erase_otadata", "flash_app_image", "table_of"]
+__all__ = ["boot_app_offset", "ensure_bootloader", "erase_otadata", "flash_app_image", "table_of"]
 
 OTADATA_SUBTYPE = 0x00
 FACTORY_SUBTYPE = 0x00
@@ -49,6 +51,17 @@ def erase_otadata(flash: Flash) -> list[int]:
             flash.erase_range(p.offset, p.size)
             erased.append(p.offset)
     return erased
+
+
+def ensure_bootloader(flash: Flash) -> bool:
+    """Write a bootloader at 0x1000 when none is there (devices made before they had one, or
+    erased): True when it wrote one. A bootloader that is there, signed or not, is kept."""
+    if flash.read(BOOTLOADER_OFFSET, 4) != b"\xff" * 4:
+        return False
+    image = bootloader_build()
+    flash.erase_range(BOOTLOADER_OFFSET, len(image) + (-len(image) % flash.sector_size))
+    flash.write(BOOTLOADER_OFFSET, image)
+    return True
 
 
 def flash_app_image(flash: Flash, image: bytes) -> int:

@@ -29,7 +29,7 @@ from jumpstart.formats.partition_table import PartitionType
 from jumpstart.host.app_build import build_app_image
 from jumpstart.host.device_home import DeviceFolder, JumpstartHome
 from jumpstart.host.device_runner import run_device
-from jumpstart.host.flashing import flash_app_image
+from jumpstart.host.flashing import ensure_bootloader, flash_app_image
 from jumpstart.host.nvs_gen import NvsImageBuilder, parse_nvs_size
 from jumpstart.idf.efuse import format_mac
 from jumpstart.idf.nvs import NvsError, NvsFlash, OpenMode
@@ -123,6 +123,8 @@ def prepare(
     _ensure_ap(RadioWorld(home.world_path), config)
     if config.device in home.device_names():
         folder = home.device(config.device)
+        with folder.open_flash() as flash:
+            ensure_bootloader(flash)  # made before devices had one
     else:
         folder = home.create_device(config.device)
         with folder.open_flash() as flash:
