@@ -30,6 +30,9 @@ class Requirement:
 
 REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("curl", "runs the guide's REST lines against the local cloud", ("curl",)),
+    Requirement(
+        "gcc", "builds the test ELF esptool's elf2image turns into an ESP8266 image", ("gcc", "ld")
+    ),
     # Debian starts mosquitto as a service on install; the tests run instances of their own.
     Requirement("mosquitto", "the external broker mode", files=("/usr/sbin/mosquitto",)),
     Requirement("mosquitto-clients", "mosquitto_pub/_sub with a thing's files", ("mosquitto_pub",)),

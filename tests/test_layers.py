@@ -7,7 +7,8 @@ import pytest
 
 SRC = Path(__file__).parents[1] / "src" / "jumpstart"
 FORBIDDEN = {
-    "formats": {"idf", "host", "cli", "outlet", "cloud", "fleet"},
+    "formats": {"targets", "idf", "host", "cli", "outlet", "cloud", "fleet"},
+    "targets": {"idf", "host", "cli", "outlet", "cloud", "fleet"},
     "idf": {"host", "cli", "outlet", "cloud", "fleet"},
     "host": {"cli"},
 }

@@ -34,6 +34,7 @@ from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.files import read_file, write_atomically
 from jumpstart.host.partition_tool import partition_table as convert_partition_table
 from jumpstart.host.product import ProductConfig, run_product
+from jumpstart.targets import chip
 
 app = command_group(
     name="jumpstart",
@@ -116,9 +117,12 @@ def partition_table(
 
 
 @app.command("image-info")
-def image_info(file: Annotated[Path, typer.Argument(help="App image (.bin)")]) -> None:
+def image_info(
+    file: Annotated[Path, typer.Argument(help="App image (.bin)")],
+    chip_name: Annotated[str, typer.Option("--chip", help="esp32 or esp8266")] = "esp32",
+) -> None:
     """Show an app image's header, segments, checksum, hash, app description and signatures."""
-    sys.stdout.write(image_tools.image_info(read_file(file)))
+    sys.stdout.write(image_tools.image_info(read_file(file), chip(chip_name)))
 
 
 @app.command("image-build")

@@ -47,6 +47,7 @@ from jumpstart.idf.flash_encrypt import (
 )
 from jumpstart.idf.partition import PartitionMap, is_partition_encrypted
 from jumpstart.idf.radio import AccessPoint, AuthMode, RadioWorld
+from jumpstart.targets import ChipProfile, chip
 
 device_app = command_group(
     help="Virtual devices: create, run, press the button.", no_args_is_help=True
@@ -74,12 +75,22 @@ def _epoch_time() -> dt.datetime:
 @device_app.command("create")
 def device_create(
     name: Annotated[str, typer.Argument(help="Device name (its folder under devices/)")],
-    flash_size: Annotated[str, typer.Option(help="Flash size: 4MB, 8MB, 16MB")] = "4MB",
+    flash_size: Annotated[
+        str | None, typer.Option(help="Flash size: 2MB, 4MB, 8MB, 16MB (default: the chip's)")
+    ] = None,
     mac: Annotated[str | None, typer.Option(help="Base MAC (default: a unique random one)")] = None,
+    chip_name: Annotated[
+        str, typer.Option("--chip", help="esp32 (4 MB) or esp8266 (2 MB, ESP8266_RTOS_SDK)")
+    ] = "esp32",
 ) -> None:
-    """Make a device: erased flash with the guide's partition table, eFuse with a MAC."""
+    """Make a device: erased flash with a bootloader and the guide's partition table for
+    its chip, eFuse with a MAC."""
+    profile = chip(chip_name)
     folder = JumpstartHome().create_device(
-        name, flash_size=parse_size(flash_size), mac=parse_mac(mac) if mac else None
+        name,
+        flash_size=parse_size(flash_size) if flash_size else None,
+        mac=parse_mac(mac) if mac else None,
+        profile=profile,
     )
     print(f"created device {name} ({format_mac(folder.efuse().mac)}) in {folder.path}")
     print(f"next: jumpstart idf flash --device {name} IMAGE, then jumpstart device run {name}")
@@ -115,10 +126,10 @@ def _check_bootable_layout(folder: DeviceFolder) -> None:
         if (
             flash.crypt is None
             and not efuse.read_field_bit("ABS_DONE_1")
-            and ensure_bootloader(flash)
+            and ensure_bootloader(flash, folder.chip())
         ):
             # Made before devices had a bootloader: migrated on first use, like efuse.json.
-            print(f"wrote a bootloader at 0x1000 into {folder.name} (it had none)", file=sys.stderr)
+            print(f"wrote a bootloader into {folder.name} (it had none)", file=sys.stderr)
 
 
 def _bootable(name: str) -> tuple[DeviceFolder, RadioWorld]:
@@ -213,6 +224,9 @@ def idf_build(
         Path | None,
         typer.Option("--sign", help="Sign for Secure Boot V2 with this RSA-3072 key (PEM)"),
     ] = None,
+    chip_name: Annotated[
+        str, typer.Option("--chip", help="esp32 or esp8266 (ESP8266_RTOS_SDK image format)")
+    ] = "esp32",
 ) -> None:
     """Build an app folder into an ESP app image (like idf.py build).
 
@@ -221,12 +235,19 @@ def idf_build(
     anything that is not TOML is taken as text. ``--sign`` appends the signature sector, as a
     build with CONFIG_SECURE_BOOT_BUILD_SIGNED_BINARIES does.
     """
+    profile = chip(chip_name)
+    if sign is not None:
+        profile.require_secure_boot()
+    overrides = _overrides(settings or [])
+    if not profile.has_bluetooth and overrides.get("prov_transport") == "ble":
+        # menuconfig offers no Bluetooth on a chip without it
+        profile.require_bluetooth()
     key = _sbv2_key(sign) if sign is not None else None
-    image = build_app_image(app_dir, when=_epoch_time(), overrides=_overrides(settings or []))
+    image = build_app_image(app_dir, when=_epoch_time(), overrides=overrides, chip=profile)
     if key is not None:
         image = image_sign(image, key)
     write_atomically(output, image)
-    desc = AppImage.parse(image).app_description
+    desc = AppImage.parse(image, extended_header=profile.extended_header).app_description
     assert desc is not None
     print(f"wrote {len(image)} bytes to {output} ({desc.project_name} {desc.version})")
 
@@ -237,16 +258,23 @@ def idf_bootloader(
         Path | None,
         typer.Option("--sign", help="Sign for Secure Boot V2 with this RSA-3072 key (PEM)"),
     ] = None,
+    chip_name: Annotated[str, typer.Option("--chip", help="esp32 or esp8266")] = "esp32",
 ) -> None:
-    """Build the second-stage bootloader image for 0x1000 (like idf.py bootloader).
+    """Build the second-stage bootloader image (like idf.py bootloader): for 0x1000 on
+    ESP32, 0x0 on ESP8266.
 
     Write it with: jumpstart idf flash --device DEVICE 0x1000 bootloader.bin
     """
+    profile = chip(chip_name)
+    if sign is not None:
+        profile.require_secure_boot()
     key = _sbv2_key(sign) if sign is not None else None
-    image = bootloader_build(when=_epoch_time(), sign_key=key)
+    image = bootloader_build(when=_epoch_time(), sign_key=key, chip=profile)
     write_atomically(output, image)
     signed = " (signed)" if key is not None else ""
-    print(f"wrote {len(image)} bytes to {output}: bootloader{signed} for 0x1000")
+    where = f"0x{profile.bootloader_offset:x}"
+    name = profile.display_name
+    print(f"wrote {len(image)} bytes to {output}: {name} bootloader{signed} for {where}")
 
 
 def _sbv2_key(path: Path) -> PrivateKey:
@@ -356,7 +384,7 @@ def idf_flash(
         writes = list(explicit)
         if image is not None:
             app = read_file(image)
-            _check_app_image(image, app)
+            _check_app_image(image, app, folder.chip())
             writes.append((_boot_app_offset(folder, flash, explicit), image, app))
         for address, path, data in writes:
             if address % SECTOR:
@@ -450,11 +478,13 @@ def _refuse_plaintext_into_encrypted(
             )
 
 
-def _check_app_image(path: Path, data: bytes) -> None:
-    """IMAGE alone must be an app image: anything else would be written where it cannot
-    boot (esptool would write it; idf.py flash only ever writes what it built)."""
+def _check_app_image(path: Path, data: bytes, profile: ChipProfile) -> None:
+    """IMAGE alone must be an app image for the device's chip: anything else would be written
+    where it cannot boot (esptool would write it; idf.py flash only ever writes what it
+    built)."""
     try:
-        AppImage.parse(data).verify()
+        image = AppImage.parse(data, extended_header=profile.extended_header)
+        image.verify(chip_id=profile.chip_id)
     except InputError as err:
         raise InputError(
             f"{path} is not an app image ({err}); to write other bytes give their address:"

@@ -146,6 +146,11 @@ def enable(
     if flash_encryption is None and not secure_boot:
         raise InputError("nothing to enable: give --flash-encryption MODE and/or --secure-boot")
     folder = stopped_device(device)
+    profile = folder.chip()
+    if secure_boot:
+        profile.require_secure_boot()
+    if flash_encryption is not None:
+        profile.require_flash_encryption()
     efuse = folder.efuse()
     config = folder.security()
     if flash_encryption is not None:
@@ -160,7 +165,7 @@ def enable(
     if secure_boot:
         _refuse_twice(folder, efuse, "secure boot")
         config = dataclasses.replace(config, secure_boot=True)
-    folder.save_security(config)
+    folder.save_config(config)
     command = JumpstartHome().command_prefix()
     parts = [f"flash encryption ({flash_encryption} mode)"] if flash_encryption else []
     parts += ["Secure Boot V2"] if secure_boot else []

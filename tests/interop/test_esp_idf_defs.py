@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from jumpstart.formats.partition_table import PartitionTable, decode_table_text
+from jumpstart.host import layouts
 
 defs = pytest.importorskip("esp_idf_defs.partitions")
 pytestmark = pytest.mark.interop
@@ -22,3 +23,16 @@ def test_same_bytes_as_esp_idf_defs(path: Path) -> None:
 
 def test_vectors_are_present() -> None:
     assert len(CSVS) >= 14
+
+
+@pytest.mark.parametrize(
+    "name", ["ESP8266_TWO_OTA_PARTITIONS_CSV", "ESP8266_OUTLET_PARTITIONS_CSV"]
+)
+def test_esp8266_layouts_match_gen_esp32part(name: str) -> None:
+    """The ESP8266 tables: ESP8266_RTOS_SDK ships the same gen_esp32part.py format."""
+    text = getattr(layouts, name)
+    theirs = defs.PartitionTable.from_csv(text)
+    theirs.verify()
+    ours = PartitionTable.from_csv(text, flash_size=2 * 1024 * 1024)
+    ours.verify(flash_size=2 * 1024 * 1024)
+    assert ours.to_binary() == theirs.to_binary()

@@ -141,6 +141,10 @@ class Network:
         ctx.events.register(IpEvent, self._event_handler)
         ctx.events.register(WifiProvEvent, self._event_handler)
         transport = str(ctx.config["prov_transport"])
+        if transport == "ble" and not ctx.chip.has_bluetooth:
+            # Guide 5.2.1: ESP8266 provisions over SoftAP only.
+            ctx.log.e(TAG, f"{ctx.chip.no_bluetooth_reason}; provisioning over SoftAP")
+            transport = "softap"
         scheme = SchemeBle() if transport == "ble" else SchemeSoftAP()
         manager = WifiProvManager(
             ProvConfig(scheme), wifi, ctx.events, ctx.timers, ctx.log, ctx.create_task

@@ -21,7 +21,7 @@ import h11
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.https_server import HttpsServer, reason_phrase, receive_request
 from jumpstart.errors import InputError
-from jumpstart.formats.app_image import AppImage
+from jumpstart.targets import verified_app_image
 
 __all__ = ["FirmwareImage", "FirmwareServer", "FirmwareStore", "firmware_url"]
 
@@ -52,7 +52,7 @@ def firmware_url(host: str, port: int, name: str) -> str:
 def _describe(name: str, data: bytes) -> FirmwareImage:
     project = version = "?"
     with contextlib.suppress(InputError):
-        desc = AppImage.parse(data).app_description
+        desc = verified_app_image(data)[1].app_description
         if desc is not None:
             project, version = desc.project_name, desc.version
     return FirmwareImage(name, len(data), hashlib.sha256(data).hexdigest(), project, version)
@@ -72,8 +72,7 @@ class FirmwareStore:
         """
         if check:
             try:
-                image = AppImage.parse(data)
-                image.verify()
+                _, image = verified_app_image(data)
             except InputError as err:
                 raise InputError(
                     f"not a valid app image ({err}); build one with 'jumpstart idf build'"

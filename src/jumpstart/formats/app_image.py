@@ -14,6 +14,12 @@ Spec section 5 (``esp_app_format.h``, ``esp_image_format.c``, esptool ``bin_imag
 An app's first segment is flash-mapped read-only data (DROM) that begins with the 256-byte
 ``esp_app_desc_t``; its data therefore starts at image offset 0x20.
 
+ESP8266_RTOS_SDK v3 images (``esptool --chip esp8266 elf2image --version 3``) have the same
+layout with the 8-byte header only: no extended header, flash segments first, checksum, and a
+SHA-256 always appended; the app description then starts at image offset 0x10 (where the SDK's
+``esp_ota_get_partition_description`` reads it). The header bytes cannot tell the two apart,
+so the chip says which it is (``extended_header``).
+
 Parsing is tolerant of a wrong checksum or hash (``image-info`` reports them);
 :meth:`AppImage.verify` is what the bootloader does before it runs an image.
 """
@@ -39,6 +45,7 @@ __all__ = [
     "ImageError",
     "ImageHeader",
     "Segment",
+    "app_desc_offset",
     "image_span",
 ]
 
@@ -46,6 +53,7 @@ IMAGE_MAGIC = 0xE9
 HEADER_FORMAT = struct.Struct("<BBBBI")  # esp_image_header_t, first 8 bytes
 EXTENDED_HEADER_FORMAT = struct.Struct("<B3sHBHH4sB")  # the remaining 16 bytes
 HEADER_SIZE = HEADER_FORMAT.size + EXTENDED_HEADER_FORMAT.size  # 24
+SHORT_HEADER_SIZE = HEADER_FORMAT.size  # 8: ESP8266 V3, no extended header
 SEGMENT_HEADER_FORMAT = struct.Struct("<II")
 SEGMENT_HEADER_SIZE = SEGMENT_HEADER_FORMAT.size
 # ESP_IMAGE_MAX_SEGMENTS
@@ -65,6 +73,12 @@ APP_DESC_FORMAT = struct.Struct("<II8s32s32s16s16s32s32sHHBB2s72s")
 # Offset of the app description in the image: header (24) + first segment header (8).
 APP_DESC_OFFSET = HEADER_SIZE + SEGMENT_HEADER_SIZE
 
+
+def app_desc_offset(extended_header: bool = True) -> int:
+    """Where ``esp_app_desc_t`` starts in an image: 0x20 on ESP32, 0x10 on ESP8266."""
+    return (HEADER_SIZE if extended_header else SHORT_HEADER_SIZE) + SEGMENT_HEADER_SIZE
+
+
 # ESP32 address map of flash-mapped segments (esptool targets/esp32.py).
 ESP32_DROM = (0x3F400000, 0x3F800000)
 ESP32_IROM = (0x400D0000, 0x40400000)
@@ -74,8 +88,10 @@ DEFAULT_ENTRY_ADDR = 0x40080000  # start of ESP32 IRAM
 
 
 class ChipId(IntEnum):
-    """``esp_chip_id_t`` in the extended header."""
+    """``esp_chip_id_t`` in the extended header (ESP8266, which has none, gets a value of
+    its own so the chip id still says which chip an image is for)."""
 
+    ESP8266 = 0xFFFF  # no extended header: never stored
     ESP32 = 0x0000
     ESP32S2 = 0x0002
     ESP32C3 = 0x0005
@@ -197,7 +213,8 @@ class AppDescription:
 
 @dataclass(frozen=True, slots=True)
 class ImageHeader:
-    """``esp_image_header_t`` incl. the extended header (24 bytes)."""
+    """``esp_image_header_t`` incl. the extended header (24 bytes); ``extended=False`` is the
+    ESP8266's 8-byte header (its image always carries a SHA-256)."""
 
     segment_count: int
     flash_mode: int = FlashMode.DIO
@@ -212,8 +229,22 @@ class ImageHeader:
     max_chip_rev_full: int = 399  # v3.99: the ESP32 revisions an IDF v5 app accepts
     reserved: bytes = bytes(4)
     hash_appended: bool = True
+    extended: bool = True
+
+    @property
+    def size(self) -> int:
+        return HEADER_SIZE if self.extended else SHORT_HEADER_SIZE
 
     def to_bytes(self) -> bytes:
+        common = HEADER_FORMAT.pack(
+            IMAGE_MAGIC,
+            self.segment_count,
+            self.flash_mode,
+            (self.flash_size << 4) | self.flash_speed,
+            self.entry_addr,
+        )
+        if not self.extended:
+            return common
         return HEADER_FORMAT.pack(
             IMAGE_MAGIC,
             self.segment_count,
@@ -232,16 +263,25 @@ class ImageHeader:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ImageHeader:
-        if len(data) < HEADER_SIZE:
-            raise ImageError(
-                f"image is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header"
-            )
+    def from_bytes(cls, data: bytes, *, extended: bool = True) -> ImageHeader:
+        size = HEADER_SIZE if extended else SHORT_HEADER_SIZE
+        if len(data) < size:
+            raise ImageError(f"image is {len(data)} bytes, shorter than its {size}-byte header")
         magic, count, mode, size_speed, entry = HEADER_FORMAT.unpack(data[:8])
         if magic != IMAGE_MAGIC:
             raise ImageError(
                 f"not an app image: invalid magic number 0x{magic:02x} "
                 f"(expected 0x{IMAGE_MAGIC:02x})"
+            )
+        if not extended:
+            return cls(
+                segment_count=count,
+                flash_mode=mode,
+                flash_speed=size_speed & 0xF,
+                flash_size=size_speed >> 4,
+                entry_addr=entry,
+                chip_id=ChipId.ESP8266,
+                extended=False,
             )
         wp, drv, chip, min_rev, min_full, max_full, reserved, hash_appended = (
             EXTENDED_HEADER_FORMAT.unpack(data[8:HEADER_SIZE])
@@ -309,16 +349,19 @@ def image_checksum(segments: Sequence[Segment]) -> int:
     return value
 
 
-def image_span(read: Callable[[int, int], bytes], limit: int) -> int:
+def image_span(
+    read: Callable[[int, int], bytes], limit: int, *, extended_header: bool = True
+) -> int:
     """Bytes an image occupies (through checksum and digest), reading only its headers.
 
     ``read(offset, length)`` reads the medium (a partition); ``limit`` is its size. This is how
     the bootloader avoids reading a whole 1.6 MB slot to verify a small image.
     """
-    header = ImageHeader.from_bytes(read(0, HEADER_SIZE))
+    size = HEADER_SIZE if extended_header else SHORT_HEADER_SIZE
+    header = ImageHeader.from_bytes(read(0, size), extended=extended_header)
     if not 1 <= header.segment_count <= MAX_SEGMENTS:
         raise ImageError(f"segment count {header.segment_count} is outside 1..{MAX_SEGMENTS}")
-    offset = HEADER_SIZE
+    offset = size
     for index in range(header.segment_count):
         if offset + SEGMENT_HEADER_SIZE > limit:
             raise ImageError(f"segment {index} header lies beyond the end of the partition")
@@ -364,7 +407,7 @@ class AppImage:
         image = cls(head, padded, image_checksum(padded), None)
         raw = image._body()
         digest = hashlib.sha256(raw).digest() if head.hash_appended else None
-        return cls.parse(raw + (digest or b""))
+        return cls.parse(raw + (digest or b""), extended_header=head.extended)
 
     @classmethod
     def build_app(
@@ -373,11 +416,11 @@ class AppImage:
         payload: bytes,
         *,
         header: ImageHeader | None = None,
+        load_addr: int = APP_DESC_LOAD_ADDR,
     ) -> AppImage:
-        """An app image whose single DROM segment is the app description and the payload."""
-        return cls.build(
-            [Segment(APP_DESC_LOAD_ADDR, description.to_bytes() + payload)], header=header
-        )
+        """An app image whose single flash-mapped segment (DROM on ESP32) is the app
+        description and the payload."""
+        return cls.build([Segment(load_addr, description.to_bytes() + payload)], header=header)
 
     def _body(self) -> bytes:
         """Header, segments, padding and checksum byte (what the digest covers)."""
@@ -396,15 +439,16 @@ class AppImage:
 
     # -- parse --------------------------------------------------------------------------
     @classmethod
-    def parse(cls, data: bytes) -> AppImage:
-        """Parse the image at the start of ``data`` (trailing bytes are ignored)."""
+    def parse(cls, data: bytes, *, extended_header: bool = True) -> AppImage:
+        """Parse the image at the start of ``data`` (trailing bytes are ignored);
+        ``extended_header=False`` for an ESP8266 image."""
         data = bytes(data)
-        header = ImageHeader.from_bytes(data)
+        header = ImageHeader.from_bytes(data, extended=extended_header)
         if header.segment_count > MAX_SEGMENTS:
             raise ImageError(
                 f"image header claims {header.segment_count} segments; at most {MAX_SEGMENTS}"
             )
-        pos = HEADER_SIZE
+        pos = header.size
         segments: list[Segment] = []
         offsets: list[int] = []
         for index in range(header.segment_count):
@@ -493,9 +537,9 @@ class AppImage:
                     f"segment {index} length 0x{len(segment.data):x} is not a multiple of 4"
                 )
             data_offset = offset + SEGMENT_HEADER_SIZE
-            if segment.flash_mapped and (data_offset % MMU_PAGE_SIZE) != (
-                segment.load_addr % MMU_PAGE_SIZE
-            ):
+            # ESP32's cache maps 64 KiB pages; ESP8266's maps the app's whole 1 MB window.
+            mapped = segment.flash_mapped and self.header.extended
+            if mapped and (data_offset % MMU_PAGE_SIZE) != (segment.load_addr % MMU_PAGE_SIZE):
                 raise ImageError(
                     f"segment {index} at 0x{segment.load_addr:08x} is flash-mapped but its data "
                     f"at file offset 0x{data_offset:x} is not aligned to the 64 KiB MMU page"

@@ -72,10 +72,11 @@ class BootloaderDescription:
         return cls(version, _cstr(idf_ver), _cstr(date_time), secure_version)
 
 
-def build_bootloader(description: BootloaderDescription) -> bytes:
+def build_bootloader(description: BootloaderDescription, *, extended_header: bool = True) -> bytes:
     """A bootloader image: a DRAM segment starting with the description, an IRAM segment,
-    checksum and appended SHA-256, as ``idf.py bootloader`` leaves ``bootloader.bin``."""
-    header = ImageHeader(segment_count=2, entry_addr=ENTRY_ADDR)
+    checksum and appended SHA-256, as ``idf.py bootloader`` leaves ``bootloader.bin``
+    (``extended_header=False``: ESP8266_RTOS_SDK's 8-byte header)."""
+    header = ImageHeader(segment_count=2, entry_addr=ENTRY_ADDR, extended=extended_header)
     segments = [
         Segment(DRAM_LOAD_ADDR, description.to_bytes()),
         Segment(IRAM_LOAD_ADDR, CODE_MARKER),

@@ -22,6 +22,7 @@ from typing import Any
 from jumpstart.errors import InputError
 from jumpstart.formats.app_package import AppPackage
 from jumpstart.host.image_tools import image_build
+from jumpstart.targets import ESP32, ChipProfile
 
 __all__ = ["build_app_image", "load_app_package"]
 
@@ -112,12 +113,15 @@ def build_app_image(
     when: dt.datetime | None = None,
     overrides: dict[str, Any] | None = None,
     embedded: dict[str, bytes] | None = None,
+    chip: ChipProfile = ESP32,
 ) -> bytes:
-    """The app image for ``folder``: esp_app_desc_t + the package, checksum and SHA-256."""
+    """The app image for ``folder``: esp_app_desc_t + the package, checksum and SHA-256, in
+    the chip's image format."""
     package = load_app_package(folder, overrides, embedded)
     return image_build(
         package.name,
         package.version,
         package.to_bytes(),
         when=when or dt.datetime.now(dt.UTC),
+        chip=chip,
     )

@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jumpstart.errors import InputError
-from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.image_tools import bootloader_build
-from jumpstart.host.layouts import OUTLET_PARTITIONS_CSV
+from jumpstart.host.layouts import OUTLET_LAYOUTS
 from jumpstart.idf.efuse import VirtualEfuse, format_mac, random_mac
 from jumpstart.idf.flash import FileFlash
 from jumpstart.idf.flash_encrypt import FlashEncryptionMode
 from jumpstart.idf.security import SecurityConfig
 from jumpstart.statefiles import folder_lock, write_new
+from jumpstart.targets import CHIPS, ESP32, ChipProfile, chip
 
 __all__ = ["DeviceFolder", "JumpstartHome"]
 
@@ -69,18 +69,33 @@ class DeviceFolder:
     def config_path(self) -> Path:
         return self.path / CONFIG_FILE
 
-    def security(self) -> SecurityConfig:
-        """The bootloader's security options from ``device.toml`` (defaults: all off)."""
+    def _config_data(self) -> dict[str, object]:
         if not self.config_path.exists():
-            return SecurityConfig()
+            return {}
         where = self.config_path
         try:
             data = tomllib.loads(where.read_text())
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
             raise InputError(f"{where}: {err}") from None
-        table = data.get("security", {})
-        if not isinstance(table, dict) or set(data) - {"security"}:
-            raise InputError(f"{where}: only a [security] table is understood")
+        if set(data) - {"chip", "security"} or not isinstance(data.get("security", {}), dict):
+            raise InputError(f'{where}: only chip = "..." and a [security] table are understood')
+        return data
+
+    def chip(self) -> ChipProfile:
+        """The chip from ``device.toml`` (esp32 unless it says otherwise)."""
+        name = self._config_data().get("chip", ESP32.name)
+        if not isinstance(name, str):
+            raise InputError(f"{self.config_path}: chip = {name!r}: use {', '.join(CHIPS)}")
+        try:
+            return chip(name)
+        except InputError as err:
+            raise InputError(f"{self.config_path}: {err}") from None
+
+    def security(self) -> SecurityConfig:
+        """The bootloader's security options from ``device.toml`` (defaults: all off)."""
+        where = self.config_path
+        table = self._config_data().get("security", {})
+        assert isinstance(table, dict)
         for key, value in table.items():
             kind = _SECURITY_KEYS.get(key)
             if kind is None or not isinstance(value, kind):
@@ -102,14 +117,19 @@ class DeviceFolder:
             anti_rollback=table.get("anti_rollback", True),
         )
 
-    def save_security(self, config: SecurityConfig) -> None:
+    def save_config(self, security: SecurityConfig, profile: ChipProfile | None = None) -> None:
+        """Write ``device.toml``: the chip and the bootloader's security options."""
+        profile = profile if profile is not None else self.chip()
         text = (
-            "# The bootloader's security options (its sdkconfig); 'jumpstart security enable'\n"
-            "# writes them. The eFuses the first boot burns cannot be taken back.\n"
+            "# The device's chip, and its bootloader's security options (its sdkconfig);\n"
+            "# 'jumpstart security enable' sets them. The eFuses the first boot burns cannot\n"
+            "# be taken back.\n"
+            f'chip = "{profile.name}"\n'
+            "\n"
             "[security]\n"
-            f"secure_boot = {str(config.secure_boot).lower()}\n"
-            f'flash_encryption = "{config.flash_encryption.value}"\n'
-            f"anti_rollback = {str(config.anti_rollback).lower()}\n"
+            f"secure_boot = {str(security.secure_boot).lower()}\n"
+            f'flash_encryption = "{security.flash_encryption.value}"\n'
+            f"anti_rollback = {str(security.anti_rollback).lower()}\n"
         )
         write_new(self.config_path, text.encode())
 
@@ -191,9 +211,10 @@ class JumpstartHome:
         self,
         name: str,
         *,
-        flash_size: int = 4 * 1024 * 1024,
+        flash_size: int | None = None,
         mac: bytes | None = None,
-        partitions_csv: str = OUTLET_PARTITIONS_CSV,
+        partitions_csv: str | None = None,
+        profile: ChipProfile = ESP32,
     ) -> DeviceFolder:
         """A new device: erased flash with a bootloader at 0x1000 and the guide's partition
         table, eFuse with a MAC."""
@@ -201,13 +222,20 @@ class JumpstartHome:
             raise InputError(
                 f"device name {name!r}: use letters, digits, '_', '-', '.' (up to 63 characters)"
             )
-        table = PartitionTable.from_csv(partitions_csv, flash_size=flash_size)
+        flash_size = flash_size if flash_size is not None else profile.flash_size
+        layout = partitions_csv if partitions_csv is not None else OUTLET_LAYOUTS[profile.name]
+        table = PartitionTable.from_csv(layout, flash_size=flash_size)
         # One creator at a time: the name and the MAC are checked and taken together.
         with folder_lock(self.devices_path):
-            return self._create_device(name, table, flash_size, mac)
+            return self._create_device(name, table, flash_size, mac, profile)
 
     def _create_device(
-        self, name: str, table: PartitionTable, flash_size: int, mac: bytes | None
+        self,
+        name: str,
+        table: PartitionTable,
+        flash_size: int,
+        mac: bytes | None,
+        profile: ChipProfile,
     ) -> DeviceFolder:
         folder = DeviceFolder(name, self.devices_path / name)
         if folder.path.exists():
@@ -220,9 +248,11 @@ class JumpstartHome:
         folder.path.mkdir(parents=True)
         try:
             with FileFlash(folder.flash_path, flash_size) as flash:
-                flash.write(BOOTLOADER_OFFSET, bootloader_build())
+                flash.write(profile.bootloader_offset, bootloader_build(chip=profile))
                 flash.write(PARTITION_TABLE_OFFSET, table.to_binary())
             VirtualEfuse(mac).save(folder.efuse_path)
+            if profile is not ESP32:
+                folder.save_config(SecurityConfig(), profile)
         except BaseException:
             shutil.rmtree(folder.path, ignore_errors=True)
             raise

@@ -93,6 +93,7 @@ async def run_device(
         peripherals=peripherals,
         world=world,
         security=folder.security(),
+        chip=folder.chip(),
     )
     server = ControlServer(device)
     folder.control_path.unlink(missing_ok=True)

@@ -6,7 +6,6 @@ Shared by ``jumpstart idf flash`` and ``jumpstart run`` (which flashes a new out
 from __future__ import annotations
 
 from jumpstart.errors import InputError
-from jumpstart.formats.bootloader_image import BOOTLOADER_OFFSET
 from jumpstart.formats.partition_table import (
     DEFAULT_TABLE_OFFSET,
     MAX_TABLE_LENGTH,
@@ -15,6 +14,7 @@ from jumpstart.formats.partition_table import (
 )
 from jumpstart.host.image_tools import bootloader_build
 from jumpstart.idf.flash import Flash
+from jumpstart.targets import ESP32, ChipProfile
 
 __all__ = ["boot_app_offset", "ensure_bootloader", "erase_otadata", "flash_app_image", "table_of"]
 
@@ -53,14 +53,16 @@ def erase_otadata(flash: Flash) -> list[int]:
     return erased
 
 
-def ensure_bootloader(flash: Flash) -> bool:
-    """Write a bootloader at 0x1000 when none is there (devices made before they had one, or
-    erased): True when it wrote one. A bootloader that is there, signed or not, is kept."""
-    if flash.read(BOOTLOADER_OFFSET, 4) != b"\xff" * 4:
+def ensure_bootloader(flash: Flash, chip: ChipProfile = ESP32) -> bool:
+    """Write a bootloader (at 0x1000 on ESP32, 0x0 on ESP8266) when none is there (devices
+    made before they had one, or erased): True when it wrote one. A bootloader that is
+    there, signed or not, is kept."""
+    offset = chip.bootloader_offset
+    if flash.read(offset, 4) != b"\xff" * 4:
         return False
-    image = bootloader_build()
-    flash.erase_range(BOOTLOADER_OFFSET, len(image) + (-len(image) % flash.sector_size))
-    flash.write(BOOTLOADER_OFFSET, image)
+    image = bootloader_build(chip=chip)
+    flash.erase_range(offset, len(image) + (-len(image) % flash.sector_size))
+    flash.write(offset, image)
     return True
 
 

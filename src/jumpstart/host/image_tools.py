@@ -16,6 +16,7 @@ from jumpstart.formats.app_image import (
     AppImage,
     ChipId,
     FlashMode,
+    ImageHeader,
 )
 from jumpstart.formats.bootloader_image import BootloaderDescription, build_bootloader
 from jumpstart.formats.secure_boot import (
@@ -28,6 +29,7 @@ from jumpstart.formats.secure_boot import (
     split_signed,
     verify_signed,
 )
+from jumpstart.targets import ESP32, ChipProfile
 
 __all__ = [
     "SignedImage",
@@ -54,20 +56,24 @@ def build_date_time(when: dt.datetime) -> tuple[str, str]:
 def bootloader_build(
     *,
     when: dt.datetime | None = None,
-    idf_ver: str = DEFAULT_IDF_VERSION,
+    idf_ver: str | None = None,
     secure_version: int = 0,
     sign_key: PrivateKey | None = None,
+    chip: ChipProfile = ESP32,
 ) -> bytes:
-    """``idf.py bootloader``: the second-stage bootloader image for 0x1000, signed with
-    ``sign_key`` (Secure Boot V2: a signature sector after the image padded to 4 KiB)."""
+    """``idf.py bootloader``: the second-stage bootloader image for the chip's bootloader
+    offset (0x1000 on ESP32, 0x0 on ESP8266), signed with ``sign_key`` (Secure Boot V2: a
+    signature sector after the image padded to 4 KiB)."""
+    if sign_key is not None:
+        chip.require_secure_boot()
     date, time = build_date_time(when or dt.datetime.now(dt.UTC))
     description = BootloaderDescription(
         version=BOOTLOADER_VERSION,
-        idf_ver=idf_ver,
+        idf_ver=idf_ver or chip.sdk_version,
         date_time=f"{date} {time}",
         secure_version=secure_version,
     )
-    image = build_bootloader(description)
+    image = build_bootloader(description, extended_header=chip.extended_header)
     return sign_image(image, [sign_key]) if sign_key is not None else image
 
 
@@ -77,10 +83,12 @@ def image_build(
     payload: bytes,
     *,
     when: dt.datetime,
-    idf_ver: str = DEFAULT_IDF_VERSION,
+    idf_ver: str | None = None,
     secure_version: int = 0,
+    chip: ChipProfile = ESP32,
 ) -> bytes:
-    """An app image: first segment = ``esp_app_desc_t`` + payload, checksum and SHA-256."""
+    """An app image: first segment = ``esp_app_desc_t`` + payload, checksum and SHA-256, in
+    the chip's image format (ESP8266: the 8-byte header of ``elf2image --version 3``)."""
     date, time = build_date_time(when)
     try:
         desc = AppDescription(
@@ -88,10 +96,13 @@ def image_build(
             version=version,
             time=time,
             date=date,
-            idf_ver=idf_ver,
+            idf_ver=idf_ver or chip.sdk_version,
             secure_version=secure_version,
         )
-        return AppImage.build_app(desc, payload).to_bytes()
+        header = ImageHeader(segment_count=1, chip_id=chip.chip_id, extended=chip.extended_header)
+        return AppImage.build_app(
+            desc, payload, header=header, load_addr=chip.app_load_addr
+        ).to_bytes()
     except ValueError as err:
         raise InputError(str(err)) from None
 
@@ -177,16 +188,16 @@ def _chip_name(chip_id: int) -> str:
         name = ChipId(chip_id).name
     except ValueError:
         return f"unknown chip 0x{chip_id:04x}"
-    return name if name == "ESP32" else f"ESP32-{name[5:]}"
+    return name if name in ("ESP32", "ESP8266") else f"ESP32-{name[5:]}"
 
 
 def _rev(full: int) -> str:
     return f"v{full // 100}.{full % 100}"
 
 
-def image_info(data: bytes) -> str:
+def image_info(data: bytes, chip: ChipProfile = ESP32) -> str:
     """A report in the shape of ``esptool image-info``, plus the signature blocks."""
-    image = AppImage.parse(data)
+    image = AppImage.parse(data, extended_header=chip.extended_header)
     head = image.header
     lines = [f"Image size: {len(data)} bytes", f"Detected image type: {_chip_name(head.chip_id)}"]
 
@@ -208,15 +219,20 @@ def image_info(data: bytes) -> str:
         f"Flash freq: {ESP32_FLASH_FREQS.get(head.flash_speed, hex(head.flash_speed))}",
         f"Flash mode: {mode}",
     ]
-    section(f"{_chip_name(head.chip_id)} Extended Image Header")
     wp = "disabled" if head.wp_pin == 0xEE else "enabled"
-    lines += [
-        f"WP pin: 0x{head.wp_pin:02x} ({wp})",
-        f"Chip ID: {head.chip_id} ({_chip_name(head.chip_id)})",
-        f"Minimal chip revision: {_rev(head.min_chip_rev_full)}, "
-        f"(legacy min_rev = {head.min_chip_rev})",
-        f"Maximal chip revision: {_rev(head.max_chip_rev_full)}",
-    ]
+    if head.extended:
+        section(f"{_chip_name(head.chip_id)} Extended Image Header")
+    lines += (
+        []
+        if not head.extended
+        else [
+            f"WP pin: 0x{head.wp_pin:02x} ({wp})",
+            f"Chip ID: {head.chip_id} ({_chip_name(head.chip_id)})",
+            f"Minimal chip revision: {_rev(head.min_chip_rev_full)}, "
+            f"(legacy min_rev = {head.min_chip_rev})",
+            f"Maximal chip revision: {_rev(head.max_chip_rev_full)}",
+        ]
+    )
     section("Segments Information")
     lines.append("Segment   Length   Load addr   File offs  Memory types")
     lines.append("-------  -------  ----------  ----------  ------------")

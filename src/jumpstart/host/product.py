@@ -124,7 +124,7 @@ def prepare(
     if config.device in home.device_names():
         folder = home.device(config.device)
         with folder.open_flash() as flash:
-            ensure_bootloader(flash)  # made before devices had one
+            ensure_bootloader(flash, folder.chip())  # made before devices had one
     else:
         folder = home.create_device(config.device)
         with folder.open_flash() as flash:

@@ -21,6 +21,7 @@ from jumpstart.idf.ota import EspOta
 from jumpstart.idf.partition import EspPartition, PartitionMap
 from jumpstart.idf.timer import TimerService
 from jumpstart.idf.wifi import Wifi
+from jumpstart.targets import ESP32, ChipProfile
 
 __all__ = ["AppContext"]
 
@@ -46,6 +47,8 @@ class AppContext:
     spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
     wifi: Wifi | None = None
     ota: EspOta | None = None
+    chip: ChipProfile = ESP32
+    """What the chip can do (esp_chip_info): an app refuses what it lacks."""
     """``esp_ota_ops`` for the running app (None on a layout without OTA slots)."""
     _teardown: list[Callable[[], Any]] = field(default_factory=list)
 

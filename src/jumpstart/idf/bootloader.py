@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jumpstart.errors import InputError
-from jumpstart.formats.app_image import ChipId
 from jumpstart.formats.otadata import BLANK_SEQ, OtaImgState, OtaSelectEntry
 from jumpstart.formats.partition_table import Partition, PartitionType
 from jumpstart.idf.bootloader_support import (
@@ -26,6 +25,7 @@ from jumpstart.idf.bootloader_support import (
 )
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.partition import PartitionMap
+from jumpstart.targets import ESP32, ChipProfile
 
 __all__ = ["BootPlan", "BootedApp", "NoBootableAppError", "boot_candidates", "load_boot_image"]
 
@@ -97,7 +97,7 @@ def load_boot_image(
     log: EspLog,
     *,
     rollback: bool = True,
-    chip_id: int = ChipId.ESP32,
+    chip: ChipProfile = ESP32,
     trusted_key_digests: Sequence[bytes] = (),
     min_secure_version: int = 0,
 ) -> BootedApp:
@@ -112,7 +112,7 @@ def load_boot_image(
         region = parts.find_first(PartitionType.APP, label=partition.name)
         try:
             booted = verify_app_partition(
-                region, chip_id=chip_id, trusted_key_digests=trusted_key_digests
+                region, chip=chip, trusted_key_digests=trusted_key_digests
             )
         except InputError as err:
             log.e(TAG, f"Image at 0x{partition.offset:x} ({partition.name}) is not bootable: {err}")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from jumpstart.errors import InputError
-from jumpstart.formats.app_image import AppImage, ChipId, ImageError, image_span
+from jumpstart.formats.app_image import AppImage, ImageError, image_span
 from jumpstart.formats.app_package import AppPackage
 from jumpstart.formats.otadata import (
     OtadataError,
@@ -25,6 +25,7 @@ from jumpstart.formats.partition_table import PartitionType
 from jumpstart.formats.secure_boot import SECTOR_SIZE as SIG_SECTOR_SIZE
 from jumpstart.formats.secure_boot import SignatureError, SignatureVersion, verify_signed
 from jumpstart.idf.partition import EspPartition, PartitionMap
+from jumpstart.targets import ESP32, ChipProfile
 
 __all__ = ["ESP32_SIGNATURE_VERSIONS", "Otadata", "VerifiedApp", "verify_app_partition"]
 
@@ -49,7 +50,7 @@ class VerifiedApp:
 def verify_app_partition(
     region: EspPartition,
     *,
-    chip_id: int = ChipId.ESP32,
+    chip: ChipProfile = ESP32,
     trusted_key_digests: Sequence[bytes] = (),
 ) -> VerifiedApp:
     """``esp_image_verify`` on an app partition; :class:`ImageError` says what is wrong.
@@ -60,9 +61,9 @@ def verify_app_partition(
     """
     if region.read(0, 1) != IMAGE_MAGIC_BYTE:
         raise ImageError("no image (bad magic byte)")
-    length = image_span(region.read, region.size)
-    image = AppImage.parse(region.read(0, length))
-    image.verify(chip_id=chip_id)
+    length = image_span(region.read, region.size, extended_header=chip.extended_header)
+    image = AppImage.parse(region.read(0, length), extended_header=chip.extended_header)
+    image.verify(chip_id=chip.chip_id)
     if trusted_key_digests:
         # Secure Boot V2: the signature sector follows the image padded to 4 KiB.
         signed_length = length + (-length % SIG_SECTOR_SIZE) + SIG_SECTOR_SIZE

@@ -45,6 +45,7 @@ from jumpstart.idf.security import (
 )
 from jumpstart.idf.timer import TimerService
 from jumpstart.idf.wifi import Wifi
+from jumpstart.targets import ESP32, ChipProfile
 
 __all__ = ["Device", "DeviceState", "ResetReason"]
 
@@ -84,9 +85,15 @@ class Device:
         peripherals: list[PeripheralHook] | None = None,
         world: RadioWorld | None = None,
         security: SecurityConfig | None = None,
+        chip: ChipProfile = ESP32,
     ) -> None:
         self.name = name
+        self.chip = chip
         self.security = security if security is not None else SecurityConfig()
+        if self.security.secure_boot:
+            chip.require_secure_boot()
+        if self.security.flash_encryption is not FlashEncryptionMode.DISABLED:
+            chip.require_flash_encryption()
         self.flash = flash
         self.efuse = efuse
         self.console = console
@@ -168,6 +175,12 @@ class Device:
             self.state = DeviceState.OFF
 
     def _print_rom_banner(self) -> None:
+        if not self.chip.extended_header:  # ESP8266's ROM: one line, its own reset causes
+            cause = 1 if self._reason is ResetReason.POWERON_RESET else 2
+            self.console("")
+            self.console(f" ets Jan  8 2013,rst cause:{cause}, boot mode:(3,6)")
+            self.console("")
+            return
         self.console("ets Jul 29 2019 12:21:46")
         self.console("")
         code = self._reason.value
@@ -226,6 +239,7 @@ class Device:
             restart=self.restart,
             tick_ms=self.uptime_ms,
             spawn=self._spawn,
+            chip=self.chip,
         )
         if parts.table.ota_apps:
             context.ota = EspOta(
@@ -233,10 +247,11 @@ class Device:
                 self.booted.partition,
                 log,
                 self.restart,
-                rollback=self.rollback,
+                rollback=self._rollback,
+                chip=self.chip,
                 trusted_key_digests=self._trusted_digests(),
                 efuse=self.efuse,
-                anti_rollback=self.security.anti_rollback,
+                anti_rollback=self._anti_rollback,
             )
         context.on_teardown(app.unload)
         context.on_teardown(events.stop)
@@ -268,7 +283,7 @@ class Device:
         (ESP32's mask ROM could not do this; the virtual chip's does, so no cut bricks it.)
         """
         try:
-            encrypted = flash_encryption_enabled(self.efuse)
+            encrypted = self.chip.flash_encryption and flash_encryption_enabled(self.efuse)
             self.flash.set_crypt(crypt_from_efuse(self.efuse) if encrypted else None)
             mode = self.security.flash_encryption
             if encrypted or mode is not FlashEncryptionMode.DISABLED:
@@ -277,7 +292,7 @@ class Device:
                 if resume_interrupted_encryption(self.flash, self.efuse, mode, log):
                     self._reset_after_encryption(log)
                     return None
-            return rom_load_bootloader(self.flash, self.efuse, self.console)
+            return rom_load_bootloader(self.flash, self.efuse, self.console, self.chip)
         except InputError as err:
             self.console(str(err))
             self.booted = None
@@ -291,10 +306,20 @@ class Device:
             parts.find(PartitionType.DATA, subtype=SUBTYPE_DATA_NVS_KEYS)
         )
 
+    @property
+    def _rollback(self) -> bool:
+        """App rollback: ESP-IDF's on ESP32; ESP8266_RTOS_SDK's otadata has no state for it."""
+        return self.rollback and self.chip.app_rollback
+
+    @property
+    def _anti_rollback(self) -> bool:
+        """The eFuse secure version gate: a chip without eFuse security has none."""
+        return self.security.anti_rollback and self.chip.secure_boot
+
     def _trusted_digests(self) -> list[bytes]:
         """Key digests images must be signed with: once secure boot is on (ABS_DONE_1), or
         as soon as a digest is burned (a pre-burned digest is trusted as it is)."""
-        return self.efuse.secure_boot_key_digests
+        return self.efuse.secure_boot_key_digests if self.chip.secure_boot else []
 
     def _bootloader(
         self, log: EspLog, bootloader: LoadedBootloader
@@ -309,7 +334,7 @@ class Device:
             self._halt(log)
             return None
         self._print_partition_table(log, parts)
-        anti_rollback = self.security.anti_rollback
+        anti_rollback = self._anti_rollback
         floor = read_secure_version(self.efuse) if anti_rollback else 0
         if anti_rollback and floor:
             log.i("boot", "Enabled a check secure version of app for anti rollback")
@@ -317,7 +342,8 @@ class Device:
         self.booted = load_boot_image(
             parts,
             log,
-            rollback=self.rollback,
+            rollback=self._rollback,
+            chip=self.chip,
             trusted_key_digests=self._trusted_digests(),
             min_secure_version=floor,
         )

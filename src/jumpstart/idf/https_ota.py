@@ -28,6 +28,7 @@ from jumpstart.formats.app_image import (
     ChipId,
     ImageError,
     ImageHeader,
+    app_desc_offset,
 )
 from jumpstart.idf.bootloader_support import IMAGE_MAGIC_BYTE, VerifiedApp
 from jumpstart.idf.esp_err import EspErr, EspError
@@ -42,7 +43,7 @@ TAG = "esp_https_ota"
 DEFAULT_BUFFER_SIZE = 512
 DEFAULT_TIMEOUT_MS = 5000  # esp_http_client's DEFAULT_TIMEOUT_MS
 # esp_https_ota reads this much before writing anything: header, segment header, app desc.
-IMAGE_HEADER_SIZE = APP_DESC_OFFSET + APP_DESC_SIZE + 1
+IMAGE_HEADER_SIZE = APP_DESC_OFFSET + APP_DESC_SIZE + 1  # the most any chip needs
 USER_AGENT = "ESP32 HTTP Client/1.0"  # esp_http_client's default User-Agent
 MAX_HEADER_BYTES = 16 * 1024
 
@@ -202,19 +203,18 @@ class HttpsOta:
         head = bytes(self._pending[:IMAGE_HEADER_SIZE])
         if head[:1] != IMAGE_MAGIC_BYTE:
             raise _fail("not an app image (bad magic byte)", EspErr.ESP_ERR_OTA_VALIDATE_FAILED)
+        extended = self.ota.chip.extended_header
         try:
-            header = ImageHeader.from_bytes(head)
-            description = AppDescription.from_bytes(head[APP_DESC_OFFSET:])
+            header = ImageHeader.from_bytes(head, extended=extended)
+            description = AppDescription.from_bytes(head[app_desc_offset(extended) :])
         except ImageError as err:
             raise _fail(f"image header: {err}", EspErr.ESP_ERR_OTA_VALIDATE_FAILED) from None
-        if header.chip_id != self.ota.chip_id:
-            self.log.e(
-                TAG,
-                f"Mismatch chip id, expected {self.ota.chip_id}, found {header.chip_id}",
-            )
+        chip_id = self.ota.chip.chip_id
+        if header.chip_id != chip_id:
+            self.log.e(TAG, f"Mismatch chip id, expected {chip_id}, found {header.chip_id}")
             raise _fail(
                 f"image is for chip id 0x{header.chip_id:04x} ({_chip_name(header.chip_id)}), "
-                f"this device is 0x{self.ota.chip_id:04x} ({_chip_name(self.ota.chip_id)})",
+                f"this device is 0x{chip_id:04x} ({_chip_name(chip_id)})",
                 EspErr.ESP_ERR_INVALID_VERSION,
             )
         return description

@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from jumpstart.formats.app_image import (
-    APP_DESC_OFFSET,
     APP_DESC_SIZE,
     AppDescription,
-    ChipId,
     ImageError,
+    app_desc_offset,
 )
 from jumpstart.formats.otadata import BLANK_SEQ, OtaImgState, OtaSelectEntry, next_seq_for_slot
 from jumpstart.formats.partition_table import PartitionType
@@ -40,6 +39,7 @@ from jumpstart.idf.esp_err import EspErr, EspError
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.partition import EspPartition, PartitionMap
 from jumpstart.idf.security import read_secure_version, update_secure_version
+from jumpstart.targets import ESP32, ChipProfile
 
 __all__ = ["OTA_SIZE_UNKNOWN", "OTA_WITH_SEQUENTIAL_WRITES", "EspOta", "OtaHandle"]
 
@@ -135,7 +135,7 @@ class EspOta:
         restart: Callable[[], None],
         *,
         rollback: bool = True,
-        chip_id: int = ChipId.ESP32,
+        chip: ChipProfile = ESP32,
         trusted_key_digests: Sequence[bytes] = (),
         efuse: VirtualEfuse | None = None,
         anti_rollback: bool = False,
@@ -145,7 +145,7 @@ class EspOta:
         self.log = log
         self.restart = restart
         self.rollback = rollback
-        self.chip_id = chip_id
+        self.chip = chip
         self.trusted_key_digests = list(trusted_key_digests)
         # CONFIG_BOOTLOADER_APP_ANTI_ROLLBACK: the eFuse secure version gates boot slots.
         self.efuse = efuse if anti_rollback else None
@@ -160,7 +160,7 @@ class EspOta:
     def verify(self, partition: EspPartition) -> VerifiedApp:
         """``esp_image_verify`` with this chip's id and eFuse key digests."""
         return verify_app_partition(
-            partition, chip_id=self.chip_id, trusted_key_digests=self.trusted_key_digests
+            partition, chip=self.chip, trusted_key_digests=self.trusted_key_digests
         )
 
     def get_running_partition(self) -> EspPartition:
@@ -204,7 +204,8 @@ class EspOta:
         if partition.type != PartitionType.APP:
             raise EspError(EspErr.ESP_ERR_NOT_SUPPORTED, f"'{partition.label}' is not an app")
         try:
-            return AppDescription.from_bytes(partition.read(APP_DESC_OFFSET, APP_DESC_SIZE))
+            offset = app_desc_offset(self.chip.extended_header)
+            return AppDescription.from_bytes(partition.read(offset, APP_DESC_SIZE))
         except ImageError as err:
             raise EspError(EspErr.ESP_ERR_NOT_FOUND, str(err)) from None
 

@@ -1,0 +1,47 @@
+"""The constants a chip profile carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jumpstart.errors import InputError
+
+__all__ = ["ChipProfile", "UnsupportedFeatureError"]
+
+
+class UnsupportedFeatureError(InputError):
+    """The chip cannot do what was asked; the message gives the guide's reason."""
+
+
+@dataclass(frozen=True)
+class ChipProfile:
+    """One chip: flash, image format, radio and security facts the code branches on."""
+
+    name: str  # as esptool's --chip spells it
+    display_name: str
+    chip_id: int  # esp_chip_id_t (ChipId.ESP8266 for the chip without an extended header)
+    extended_header: bool  # the app image has ESP32's 16-byte extended header
+    flash_size: int  # what `device create` gives it by default
+    bootloader_offset: int
+    app_load_addr: int  # where an app's first (flash-mapped) segment is linked
+    sdk: str  # the framework its console names
+    sdk_version: str
+    rom_banner: tuple[str, ...]
+    has_bluetooth: bool
+    secure_boot: bool
+    flash_encryption: bool
+    app_rollback: bool  # otadata entries carry an ota_state (ESP-IDF's app rollback)
+    no_bluetooth_reason: str = ""
+    no_security_reason: str = ""
+
+    def require_bluetooth(self) -> None:
+        if not self.has_bluetooth:
+            raise UnsupportedFeatureError(self.no_bluetooth_reason)
+
+    def require_secure_boot(self) -> None:
+        if not self.secure_boot:
+            raise UnsupportedFeatureError(f"secure boot: {self.no_security_reason}")
+
+    def require_flash_encryption(self) -> None:
+        if not self.flash_encryption:
+            raise UnsupportedFeatureError(f"flash encryption: {self.no_security_reason}")
