@@ -46,6 +46,17 @@ def _world() -> RadioWorld:
     return RadioWorld(JumpstartHome().world_path)
 
 
+def _refuse_ble_to_a_chip_without_it(service_name: str | None) -> None:
+    """A device of this home named by the service name (PROV_ + its MAC's last three bytes)
+    whose chip has no Bluetooth is refused with the guide's reason, not a search timeout."""
+    home = JumpstartHome()
+    for name in home.device_names():
+        folder = home.device(name)
+        mac = folder.efuse().mac
+        if service_name == f"PROV_{mac[3]:02X}{mac[4]:02X}{mac[5]:02X}":
+            folder.chip().require_bluetooth()
+
+
 def open_transport(transport: str, service_name: str | None, ap_password: str) -> ProvTransport:
     """The transport to the named device in this home's radio world."""
     return open_device(_world(), transport, service_name, ap_password)
@@ -152,6 +163,8 @@ def prov(
         pick_ap=_pick if interactive else None,
         ask=getpass.getpass if interactive else None,
     )
+    if kind == "ble":
+        _refuse_ble_to_a_chip_without_it(values["service_name"])
     link = open_transport(kind, values["service_name"], values["ap_password"])
     try:
         ok = provision(link, options, print)

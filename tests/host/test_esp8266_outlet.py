@@ -105,6 +105,8 @@ def test_what_esp8266_lacks_is_refused(
 ) -> None:
     monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path / "home"))
     assert main(["device", "create", "e8", "--chip", "esp8266"]) == 0
+    mac = JumpstartHome().device("e8").efuse().mac
+    service = f"PROV_{mac[3]:02X}{mac[4]:02X}{mac[5]:02X}"
     app = str(APPS / "4_network_config")
     cases = {
         "Bluetooth": [
@@ -119,6 +121,21 @@ def test_what_esp8266_lacks_is_refused(
             "prov_transport=ble",
         ],
         "secure boot": ["security", "enable", "--device", "e8", "--secure-boot"],
+        "no Bluetooth": [
+            "prov",
+            "--transport",
+            "ble",
+            "--service_name",
+            service,
+            "--sec_ver",
+            "1",
+            "--pop",
+            "abcd1234",
+            "--ssid",
+            "x",
+            "--passphrase",
+            "12345678",
+        ],
         "flash encryption": [
             "security",
             "enable",

@@ -16,7 +16,8 @@ from jumpstart.idf.flash import MemoryFlash
 from jumpstart.idf.log import EspLog
 from jumpstart.idf.ota import EspOta
 from jumpstart.idf.partition import EspPartition, PartitionMap
-from tests.idf.device_helpers import OTADATA, app_image, outlet_flash
+from jumpstart.targets import ESP32, ChipProfile
+from tests.idf.device_helpers import app_image, outlet_flash, partition_offset
 
 WHEN = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -66,8 +67,11 @@ CHUNK = 512
 class Board:
     """A flash with the guide's layout, booted by the bootloader like a device would be."""
 
-    def __init__(self, flash: MemoryFlash, digests: list[bytes] | None = None) -> None:
+    def __init__(
+        self, flash: MemoryFlash, digests: list[bytes] | None = None, chip: ChipProfile = ESP32
+    ) -> None:
         self.flash = flash
+        self.chip = chip
         self.lines: list[str] = []
         self.log = EspLog(lambda: 0, self.lines.append)
         self.restarts = 0
@@ -76,11 +80,24 @@ class Board:
         self.ota = self.boot()
 
     def boot(self) -> EspOta:
-        booted = load_boot_image(self.parts, self.log, trusted_key_digests=self.digests)
+        rollback = self.chip.app_rollback
+        booted = load_boot_image(
+            self.parts,
+            self.log,
+            rollback=rollback,
+            chip=self.chip,
+            trusted_key_digests=self.digests,
+        )
         self.running = booted.partition
         self.app = booted.package.name
         self.ota = EspOta(
-            self.parts, booted.partition, self.log, self._restart, trusted_key_digests=self.digests
+            self.parts,
+            booted.partition,
+            self.log,
+            self._restart,
+            rollback=rollback,
+            chip=self.chip,
+            trusted_key_digests=self.digests,
         )
         return self.ota
 
@@ -91,7 +108,7 @@ class Board:
         return self.parts.find_first(PartitionType.APP, label=label)
 
     def entries(self) -> tuple[OtaSelectEntry, OtaSelectEntry]:
-        return parse_otadata(self.flash.read(OTADATA, 0x2000))
+        return parse_otadata(self.flash.read(partition_offset("otadata", self.chip), 0x2000))
 
     def update(self, image: bytes) -> EspPartition:
         """The whole esp_ota_begin/write/end/set_boot_partition sequence."""
@@ -105,8 +122,11 @@ class Board:
         return target
 
 
-def board_on_ota_0(app: str = "2_drivers") -> Board:
-    """ota_0 holds ``app`` and is confirmed (otadata seq 1, VALID)."""
-    flash = outlet_flash(ota_0=app_image(app))
-    flash.write(OTADATA, otadata_image(OtaSelectEntry.new(1, OtaImgState.VALID), None))
-    return Board(flash)
+def board_on_ota_0(app: str = "2_drivers", chip: ChipProfile = ESP32) -> Board:
+    """ota_0 holds ``app`` and is confirmed (otadata seq 1, VALID; no state on ESP8266)."""
+    flash = outlet_flash(chip, ota_0=app_image(app, chip))
+    state = OtaImgState.VALID if chip.app_rollback else OtaImgState.UNDEFINED
+    flash.write(
+        partition_offset("otadata", chip), otadata_image(OtaSelectEntry.new(1, state), None)
+    )
+    return Board(flash, chip=chip)

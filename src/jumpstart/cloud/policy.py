@@ -3,7 +3,8 @@
 * device (certificate CN = thing T): publish shadow/jobs requests of T; subscribe to and
   receive anything under ``$aws/things/T/``; read and change T's shadows over REST.
 * app and admin: the same for every thing, any filter, plus non-reserved topics. Both read
-  the jobs control plane; only admin creates and cancels jobs.
+  the jobs control plane; only admin creates and cancels jobs, and only admin subscribes to
+  the lifecycle events (``$aws/events/...``).
 
 No client publishes to a reserved topic that is not a request (``update/accepted``,
 ``delta``...): those are the service's.
@@ -58,6 +59,8 @@ class Principal:
         if self.role is Role.DEVICE:
             levels = topic_filter.split("/")
             return len(levels) >= 4 and levels[:3] == ["$aws", "things", self.name]
+        if topic_filter.startswith("$aws/events"):
+            return self.role is Role.ADMIN  # who is online: operators only
         return True
 
     def may_access_shadow(self, thing: str) -> bool:

@@ -72,14 +72,20 @@ class BootloaderDescription:
         return cls(version, _cstr(idf_ver), _cstr(date_time), secure_version)
 
 
-def build_bootloader(description: BootloaderDescription, *, extended_header: bool = True) -> bytes:
+def build_bootloader(
+    description: BootloaderDescription,
+    *,
+    header: ImageHeader | None = None,
+    dram_addr: int = DRAM_LOAD_ADDR,
+    iram_addr: int = IRAM_LOAD_ADDR,
+) -> bytes:
     """A bootloader image: a DRAM segment starting with the description, an IRAM segment,
     checksum and appended SHA-256, as ``idf.py bootloader`` leaves ``bootloader.bin``
-    (``extended_header=False``: ESP8266_RTOS_SDK's 8-byte header)."""
-    header = ImageHeader(segment_count=2, entry_addr=ENTRY_ADDR, extended=extended_header)
+    (another ``header`` and addresses: ESP8266_RTOS_SDK's, with its 8-byte header)."""
+    header = header or ImageHeader(segment_count=2, entry_addr=ENTRY_ADDR)
     segments = [
-        Segment(DRAM_LOAD_ADDR, description.to_bytes()),
-        Segment(IRAM_LOAD_ADDR, CODE_MARKER),
+        Segment(dram_addr, description.to_bytes()),
+        Segment(iram_addr, CODE_MARKER),
     ]
     return AppImage.build(segments, header=header).to_bytes()
 

@@ -73,7 +73,19 @@ def bootloader_build(
         date_time=f"{date} {time}",
         secure_version=secure_version,
     )
-    image = build_bootloader(description, extended_header=chip.extended_header)
+    header = ImageHeader(
+        segment_count=2,
+        entry_addr=chip.bootloader_entry_addr,
+        flash_size=chip.flash_size_code,
+        chip_id=chip.chip_id,
+        extended=chip.extended_header,
+    )
+    image = build_bootloader(
+        description,
+        header=header,
+        dram_addr=chip.bootloader_dram_addr,
+        iram_addr=chip.bootloader_iram_addr,
+    )
     return sign_image(image, [sign_key]) if sign_key is not None else image
 
 
@@ -99,7 +111,13 @@ def image_build(
             idf_ver=idf_ver or chip.sdk_version,
             secure_version=secure_version,
         )
-        header = ImageHeader(segment_count=1, chip_id=chip.chip_id, extended=chip.extended_header)
+        header = ImageHeader(
+            segment_count=1,
+            entry_addr=chip.app_entry_addr,
+            flash_size=chip.flash_size_code,
+            chip_id=chip.chip_id,
+            extended=chip.extended_header,
+        )
         return AppImage.build_app(
             desc, payload, header=header, load_addr=chip.app_load_addr
         ).to_bytes()
@@ -183,6 +201,20 @@ def image_verify(data: bytes, key: PublicKey | None = None) -> str:
     return f"image valid; signature block {index} ({block.scheme}) verified with {who}"
 
 
+# esptool's flash size codes (the header's high nibble of byte 3), as image-info prints them.
+ESP8266_FLASH_SIZES = {
+    0x0: "512KB",
+    0x1: "256KB",
+    0x2: "1MB",
+    0x3: "2MB",
+    0x4: "4MB",
+    0x5: "2MB-c1",
+    0x6: "4MB-c1",
+    0x8: "8MB",
+    0x9: "16MB",
+}
+
+
 def _chip_name(chip_id: int) -> str:
     try:
         name = ChipId(chip_id).name
@@ -195,6 +227,22 @@ def _rev(full: int) -> str:
     return f"v{full // 100}.{full % 100}"
 
 
+def _header_lines(head: ImageHeader) -> list[str]:
+    try:
+        mode = FlashMode(head.flash_mode).name
+    except ValueError:
+        mode = f"unknown (0x{head.flash_mode:x})"
+    esp32_sizes = {code: f"{size // 0x100000}MB" for code, size in FLASH_SIZES.items()}
+    size = (esp32_sizes if head.extended else ESP8266_FLASH_SIZES).get(head.flash_size)
+    return [
+        f"Entry point: 0x{head.entry_addr:08x}",
+        f"Segments: {head.segment_count}",
+        f"Flash size: {size}" if size else f"Flash size: unknown (0x{head.flash_size:x})",
+        f"Flash freq: {ESP32_FLASH_FREQS.get(head.flash_speed, hex(head.flash_speed))}",
+        f"Flash mode: {mode}",
+    ]
+
+
 def image_info(data: bytes, chip: ChipProfile = ESP32) -> str:
     """A report in the shape of ``esptool image-info``, plus the signature blocks."""
     image = AppImage.parse(data, extended_header=chip.extended_header)
@@ -205,34 +253,17 @@ def image_info(data: bytes, chip: ChipProfile = ESP32) -> str:
         lines.extend(["", title, "=" * len(title)])
 
     section(f"{_chip_name(head.chip_id)} Image Header")
-    try:
-        mode = FlashMode(head.flash_mode).name
-    except ValueError:
-        mode = f"unknown (0x{head.flash_mode:x})"
-    size = FLASH_SIZES.get(head.flash_size)
-    lines += [
-        f"Entry point: 0x{head.entry_addr:08x}",
-        f"Segments: {head.segment_count}",
-        f"Flash size: {size // 0x100000}MB"
-        if size
-        else f"Flash size: unknown (0x{head.flash_size:x})",
-        f"Flash freq: {ESP32_FLASH_FREQS.get(head.flash_speed, hex(head.flash_speed))}",
-        f"Flash mode: {mode}",
-    ]
-    wp = "disabled" if head.wp_pin == 0xEE else "enabled"
+    lines += _header_lines(head)
     if head.extended:
         section(f"{_chip_name(head.chip_id)} Extended Image Header")
-    lines += (
-        []
-        if not head.extended
-        else [
+        wp = "disabled" if head.wp_pin == 0xEE else "enabled"
+        lines += [
             f"WP pin: 0x{head.wp_pin:02x} ({wp})",
             f"Chip ID: {head.chip_id} ({_chip_name(head.chip_id)})",
             f"Minimal chip revision: {_rev(head.min_chip_rev_full)}, "
             f"(legacy min_rev = {head.min_chip_rev})",
             f"Maximal chip revision: {_rev(head.max_chip_rev_full)}",
         ]
-    )
     section("Segments Information")
     lines.append("Segment   Length   Load addr   File offs  Memory types")
     lines.append("-------  -------  ----------  ----------  ------------")

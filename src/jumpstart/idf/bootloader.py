@@ -129,7 +129,10 @@ def load_boot_image(
         if plan.otadata is not None and plan.otadata_blank and partition.ota_slot is not None:
             # With blank otadata, booting ota_N records seq N+1 in entry 0.
             seq = partition.ota_slot + 1
-            plan.otadata.rewrite(0, OtaSelectEntry.new(seq, OtaImgState.VALID))
+            # Without app rollback the entry has no state (ESP8266_RTOS_SDK's layout: those
+            # bytes are the end of seq_label, left erased).
+            state = OtaImgState.VALID if rollback else OtaImgState.UNDEFINED
+            plan.otadata.rewrite(0, OtaSelectEntry.new(seq, state))
             log.d(TAG, f"otadata set to seq {seq} ({partition.name})")
         return booted
     log.e(TAG, "No bootable app partitions in the partition table")

@@ -24,6 +24,11 @@ class ChipProfile:
     flash_size: int  # what `device create` gives it by default
     bootloader_offset: int
     app_load_addr: int  # where an app's first (flash-mapped) segment is linked
+    app_entry_addr: int  # call_start_cpu0 / call_user_start
+    bootloader_dram_addr: int  # the bootloader's dram_seg
+    bootloader_iram_addr: int  # its iram (loader) segment
+    bootloader_entry_addr: int
+    flash_size_code: int  # the image header's size nibble for the default flash size
     sdk: str  # the framework its console names
     sdk_version: str
     rom_banner: tuple[str, ...]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from jumpstart.cloud.gateway.presence import Presence
 from jumpstart.cloud.gateway.retained import RetainedStore
 from jumpstart.cloud.gateway.session import Outgoing, Session, SubscriptionIndex
 from jumpstart.formats.mqtt import PropertyId
@@ -83,6 +84,7 @@ class Broker:
         }
         self.connections: set[ClientConnection] = set()
         self.routed = 0
+        self.presence = Presence()
 
     # sessions ----------------------------------------------------------------------------
 

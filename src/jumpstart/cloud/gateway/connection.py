@@ -16,10 +16,12 @@ Theory of the connection (AWS IoT Core's broker behaviour, spec/cloud.md 2.10, 5
 
 from __future__ import annotations
 
+import uuid
 from enum import Enum
 from typing import Protocol
 
 from jumpstart.cloud.gateway.broker import Broker, RequestHandler
+from jumpstart.cloud.gateway.presence import DisconnectReason
 from jumpstart.cloud.gateway.session import (
     MAX_INFLIGHT,
     Outgoing,
@@ -83,22 +85,31 @@ class ClientConnection:
     __slots__ = (
         "broker",
         "client_id",
+        "ending",
         "keep_alive_s",
         "last_seen",
         "link",
+        "peer",
         "principal",
         "reader",
         "requests",
         "session",
+        "session_id",
         "state",
         "version",
         "will",
     )
 
-    def __init__(self, broker: Broker, link: Link, principal: Principal | None) -> None:
+    def __init__(
+        self, broker: Broker, link: Link, principal: Principal | None, peer: str = ""
+    ) -> None:
         self.broker = broker
         self.link = link
         self.principal = principal
+        self.peer = peer  # the client's IP address, for lifecycle events
+        self.session_id = uuid.uuid4().hex  # AWS's sessionIdentifier
+        # Why the connection ends (the lifecycle event's disconnectReason).
+        self.ending = DisconnectReason.CONNECTION_LOST
         self.reader = PacketReader(max_packet_size=broker.limits.max_payload + PACKET_OVERHEAD)
         self.state = State.AWAIT_CONNECT
         self.version = ProtocolVersion.MQTT311
@@ -122,6 +133,7 @@ class ClientConnection:
                 if self._closed():
                     return
         except MqttError as err:
+            self.ending = DisconnectReason.CLIENT_ERROR
             self._fail(err.reason)
         self.process_requests()
 
@@ -153,15 +165,18 @@ class ClientConnection:
         if self.state is State.AWAIT_CONNECT and now - self.last_seen > 30:
             self._close(publish_will=False)  # no CONNECT within 30 s
         elif self.keep_alive_s and now - self.last_seen > KEEP_ALIVE_GRACE * self.keep_alive_s:
+            self.ending = DisconnectReason.MQTT_KEEP_ALIVE_TIMEOUT
             self._fail(ReasonCode.KEEP_ALIVE_TIMEOUT)
 
     def revoke(self) -> None:
         """The certificate was revoked: end the connection (MQTT 5: with the reason)."""
+        self.ending = DisconnectReason.AUTH_ERROR
         self._fail(ReasonCode.NOT_AUTHORIZED)
 
     def taken_over(self) -> None:
         """Another connection claimed this client id (AWS drops the older one)."""
         self.session = None  # the new connection owns it now
+        self.ending = DisconnectReason.DUPLICATE_CLIENTID
         self._fail(ReasonCode.SESSION_TAKEN_OVER)
 
     # output ------------------------------------------------------------------------------
@@ -234,6 +249,7 @@ class ClientConnection:
                     expiry = packet.properties[PropertyId.SESSION_EXPIRY_INTERVAL]
                     assert isinstance(expiry, int)
                     self.session.expiry_s = min(expiry, self.broker.limits.max_session_expiry_s)
+                self.ending = DisconnectReason.CLIENT_INITIATED_DISCONNECT
                 self._close(publish_will=packet.reason_code == ReasonCode.DISCONNECT_WITH_WILL)
             case PubRec() | PubRel() | PubComp():
                 raise MqttError("QoS 2 is not supported", ReasonCode.QOS_NOT_SUPPORTED)
@@ -290,9 +306,19 @@ class ClientConnection:
             if expiry != packet.properties.get(PropertyId.SESSION_EXPIRY_INTERVAL, 0):
                 properties[PropertyId.SESSION_EXPIRY_INTERVAL] = expiry
         self._send(ConnAck(present, 0, properties))  # type: ignore[arg-type]
+        self._announce(self.broker.presence.connected(*self._presence_ids()))
         for packet_id, message in list(session.inflight.items()):
             self._send_publish(message, packet_id, dup=True)
         self._drain()
+
+    def _presence_ids(self) -> tuple[str, str, str, str]:
+        principal = self.principal.certificate_id if self.principal is not None else ""
+        return self.client_id, self.session_id, principal, self.peer
+
+    def _announce(self, event: tuple[str, bytes] | None) -> None:
+        """Publish a lifecycle event (as the service: reserved topic, QoS 1)."""
+        if event is not None:
+            self.broker.publish(event[0], event[1], 1, False)
 
     def _publish(self, packet: Publish) -> None:
         principal, session = self.principal, self.session
@@ -394,6 +420,9 @@ class ClientConnection:
             and not (will.retain and will.topic.startswith("$"))
         ):
             self.broker.publish(will.topic, will.payload, will.qos, will.retain)
+        if was_connected:
+            ids = self._presence_ids()
+            self._announce(self.broker.presence.disconnected(*ids, self.ending))
         self.link.close()
 
     def _closed(self) -> bool:

@@ -68,7 +68,9 @@ class _GatewayProtocol(asyncio.Protocol):
         if self.connection is None and self.tls.handshake_done:
             der = self.tls.peer_certificate()
             principal = self.server.authenticate(der) if der else None
-            self.connection = ClientConnection(self.broker, self, principal)
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            self.connection = ClientConnection(self.broker, self, principal, address)
         self._flush()
         if plaintext and self.connection is not None:
             self.connection.receive_data(plaintext)
