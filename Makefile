@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # The product: the local cloud and one unprovisioned outlet in this terminal; it prints the
 # provisioning, curl and OTA commands to run next. Ctrl-C stops both; state is kept.
-# RUN_ARGS passes options, e.g. RUN_ARGS="--mqtt-port 0 --rest-port 0 --firmware-port 0".
+# RUN_ARGS passes options, e.g. RUN_ARGS="--mqtt-port 0 --rest-port 0 --firmware-port 0 --dashboard-port 0".
 run: $(RUN_STAMP)
 	@$(BIN)/jumpstart run $(RUN_ARGS)
 

@@ -29,6 +29,8 @@ class Requirement:
 
 
 REQUIREMENTS: tuple[Requirement, ...] = (
+    # Playwright (PyPI) drives it; no browser is downloaded.
+    Requirement("chromium", "the dashboard's browser tests", ("chromium",)),
     Requirement("curl", "runs the guide's REST lines against the local cloud", ("curl",)),
     Requirement(
         "gcc", "builds the test ELF esptool's elf2image turns into an ESP8266 image", ("gcc", "ld")

@@ -25,7 +25,7 @@ from jumpstart.cli_nvs import nvs_app
 from jumpstart.cli_prov import prov_app
 from jumpstart.cli_security import security_app
 from jumpstart.cli_util import command_group, parse_size
-from jumpstart.cloud.endpoints import FIRMWARE_PORT, MQTT_PORT, REST_PORT, PortError
+from jumpstart.cloud.endpoints import DASHBOARD_PORT, FIRMWARE_PORT, MQTT_PORT, REST_PORT, PortError
 from jumpstart.errors import InputError, JumpstartError
 from jumpstart.formats.partition_table import PartitionTable, subtype_name, type_name
 from jumpstart.host import image_tools
@@ -198,6 +198,7 @@ def run(
     mqtt_port: Annotated[int, typer.Option("--mqtt-port")] = MQTT_PORT,
     rest_port: Annotated[int, typer.Option("--rest-port")] = REST_PORT,
     firmware_port: Annotated[int, typer.Option("--firmware-port")] = FIRMWARE_PORT,
+    dashboard_port: Annotated[int, typer.Option("--dashboard-port")] = DASHBOARD_PORT,
 ) -> None:
     """The product on this machine: the local cloud and one outlet, until Ctrl-C (make run)."""
     if not (apps / "outlet" / "app.toml").is_file():
@@ -208,6 +209,7 @@ def run(
         mqtt_port=mqtt_port,
         rest_port=rest_port,
         firmware_port=firmware_port,
+        dashboard_port=dashboard_port,
     )
 
     def say(line: str) -> None:

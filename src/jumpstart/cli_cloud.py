@@ -25,6 +25,7 @@ from jumpstart.cloud.admin import (
     thing_delete,
 )
 from jumpstart.cloud.endpoints import (
+    DASHBOARD_PORT,
     FIRMWARE_PORT,
     MQTT_PORT,
     REST_PORT,
@@ -158,6 +159,9 @@ def serve_cmd(
     mqtt_port: Annotated[int, typer.Option("--mqtt-port")] = MQTT_PORT,
     rest_port: Annotated[int, typer.Option("--rest-port")] = REST_PORT,
     firmware_port: Annotated[int, typer.Option("--firmware-port")] = FIRMWARE_PORT,
+    dashboard_port: Annotated[
+        int, typer.Option("--dashboard-port", help="the dashboard's port (on 127.0.0.1)")
+    ] = DASHBOARD_PORT,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     store: Annotated[
         str,
@@ -188,6 +192,7 @@ def serve_cmd(
         mqtt_port=mqtt_port,
         rest_port=rest_port,
         firmware_port=firmware_port,
+        dashboard_port=dashboard_port,
         broker=parse_broker(broker),
         shard=parse_shard(shard),
     )
@@ -199,6 +204,7 @@ def serve_cmd(
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         async with CloudService(home, config, shadow_store, job_store) as cloud:
             out = _out()
+            out.print(f"[bold]Dashboard[/]  {cloud.dashboard.url}")
             out.print(f"[bold]jumpstart cloud[/] data in {home.path}")
             mode = config.broker
             endpoint = str(mode) if mode.kind == "mqtts" else f"mqtts://localhost:{cloud.mqtt_port}"

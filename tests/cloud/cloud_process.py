@@ -34,6 +34,8 @@ def serve(home: Path, store: str = "sqlite", broker: str = "embedded") -> Server
             "0",
             "--firmware-port",
             "0",
+            "--dashboard-port",
+            "0",
             "--store",
             store,
             "--broker",

@@ -93,7 +93,16 @@ def test_five_processes_initialise_one_cloud_home(tmp_path: Path) -> None:
     commands = [
         ["cloud", "thing", "create", f"race{n}", "-o", str(tmp_path / f"cfg{n}")] for n in range(4)
     ]
-    ports = ["--mqtt-port", "0", "--rest-port", "0", "--firmware-port", "0"]
+    ports = [
+        "--mqtt-port",
+        "0",
+        "--rest-port",
+        "0",
+        "--firmware-port",
+        "0",
+        "--dashboard-port",
+        "0",
+    ]
     *results, server = _start_together(tmp_path, env, commands, ["cloud", "serve", *ports])
     try:
         for code, err in results:

@@ -11,7 +11,7 @@ import pytest
 from jumpstart.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-FREE = {"--mqtt-port": "0", "--rest-port": "0", "--firmware-port": "0"}
+FREE = {"--mqtt-port": "0", "--rest-port": "0", "--firmware-port": "0", "--dashboard-port": "0"}
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:

@@ -24,7 +24,7 @@ from tests.system_tools import require
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-FREE_PORTS = "--mqtt-port 0 --rest-port 0 --firmware-port 0"
+FREE_PORTS = "--mqtt-port 0 --rest-port 0 --firmware-port 0 --dashboard-port 0"
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from jumpstart.errors import InputError
 
 __all__ = [
+    "DASHBOARD_PORT",
     "FIRMWARE_PORT",
     "MQTT_PORT",
     "REST_PORT",
@@ -27,6 +28,8 @@ MQTT_PORT = 8883
 REST_PORT = 8443
 # Firmware images over HTTPS: the port of ESP-IDF's OTA examples (simple_ota_example).
 FIRMWARE_PORT = 8070
+# The operators' dashboard (plain HTTP on 127.0.0.1, behind a token).
+DASHBOARD_PORT = 8088
 
 MAX_PORT = 65535
 

@@ -54,7 +54,7 @@ class HttpsServer:
     )
     """What ends a connection silently: the peer's fault or its departure."""
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    def __init__(self, context: ssl.SSLContext | None) -> None:
         self.context = context
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()

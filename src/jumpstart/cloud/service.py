@@ -19,6 +19,7 @@ from types import TracebackType
 from jumpstart.cloud.admin import engine_principal, operator_context
 from jumpstart.cloud.broker_link import BrokerAddress, BrokerLink
 from jumpstart.cloud.bus import MessageBus
+from jumpstart.cloud.dashboard import DashboardServer
 from jumpstart.cloud.endpoints import (
     FIRMWARE_PORT,
     MQTT_PORT,
@@ -66,6 +67,7 @@ class CloudConfig:
     mqtt_port: int = MQTT_PORT
     rest_port: int = REST_PORT
     firmware_port: int = FIRMWARE_PORT
+    dashboard_port: int = 0  # an ephemeral port unless told (the CLI defaults to 8088)
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     limits: BrokerLimits = field(default_factory=BrokerLimits)
     broker: BrokerMode = field(default_factory=lambda: parse_broker("embedded"))
@@ -101,6 +103,7 @@ class CloudService:
             (self.config.mqtt_port, "--mqtt-port"),
             (self.config.rest_port, "--rest-port"),
             (self.config.firmware_port, "--firmware-port"),
+            (self.config.dashboard_port, "--dashboard-port"),
         ):
             check_port(port, option)
         if self.config.shard.count > 1 and not self.config.broker.external:
@@ -139,6 +142,7 @@ class CloudService:
         self.rest = RestServer(self)
         self.firmware = FirmwareServer(home)
         self.firmware_port = 0
+        self.dashboard = DashboardServer(self)
         self._sweeper: asyncio.Task[None] | None = None
         self._revocations: asyncio.Task[None] | None = None
         self.endpoints: RunningEndpoints | None = None
@@ -173,6 +177,7 @@ class CloudService:
             await self._close_broker()
             await self.rest.close()
             await self.firmware.close()
+            await self.dashboard.close()
             raise
         self._sweeper = asyncio.create_task(self._sweep_job_timeouts())
         self._revocations = asyncio.create_task(self._sweep_revocations())
@@ -204,6 +209,11 @@ class CloudService:
             config.firmware_port,
             "--firmware-port",
             self.firmware.start(config.host, config.firmware_port),
+        )
+        await listen_on(
+            config.dashboard_port,
+            "--dashboard-port",
+            self.dashboard.start("127.0.0.1", config.dashboard_port),
         )
 
     async def _sweep_job_timeouts(self) -> None:
@@ -255,6 +265,7 @@ class CloudService:
             self.home.forget_endpoints(self.endpoints)
         await self.rest.close()
         await self.firmware.close()
+        await self.dashboard.close()
         await self._close_broker()
         self.store.close()
         self.job_store.close()

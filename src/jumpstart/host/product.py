@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jumpstart.cloud.admin import GUIDE_FILES, thing_create
-from jumpstart.cloud.endpoints import FIRMWARE_PORT, MQTT_PORT, REST_PORT
+from jumpstart.cloud.endpoints import DASHBOARD_PORT, FIRMWARE_PORT, MQTT_PORT, REST_PORT
 from jumpstart.cloud.firmware import FirmwareStore, firmware_url
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.service import CloudConfig, CloudService
@@ -56,6 +56,7 @@ class ProductConfig:
     mqtt_port: int = MQTT_PORT
     rest_port: int = REST_PORT
     firmware_port: int = FIRMWARE_PORT
+    dashboard_port: int = DASHBOARD_PORT
 
 
 @dataclass(frozen=True)
@@ -235,11 +236,13 @@ async def run_product(
             mqtt_port=config.mqtt_port,
             rest_port=config.rest_port,
             firmware_port=config.firmware_port,
+            dashboard_port=config.dashboard_port,
         ),
     )
     await service.start()
     try:
         setup = prepare(home, cloud_home, config, service.mqtt_port)
+        print_line(f"Dashboard (open in a browser): {service.dashboard.url}")
         print_line(f"jumpstart: local cloud and outlet {config.device!r} in {home.path}")
         print_line(f"  MQTT (mutual TLS)  mqtts://{ENDPOINT}:{service.mqtt_port}")
         print_line(f"  REST (mutual TLS)  https://{ENDPOINT}:{service.rest_port}")

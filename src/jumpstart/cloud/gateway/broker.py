@@ -85,6 +85,8 @@ class Broker:
         self.connections: set[ClientConnection] = set()
         self.routed = 0
         self.presence = Presence()
+        # In-process listeners (the dashboard): they see every message as it is routed.
+        self.observers: list[Callable[[str, bytes], None]] = []
 
     # sessions ----------------------------------------------------------------------------
 
@@ -143,6 +145,8 @@ class Broker:
         origin: Session | None = None,
     ) -> int:
         """Route to every matching subscription; the number of sessions reached."""
+        for observer in self.observers:
+            observer(topic, payload)
         if retain:
             self._retain(topic, payload, qos)
         reached: dict[str, tuple[Session, int, int | None, bool]] = {}

@@ -1,0 +1,84 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright for Python.
+
+The page shows the outlet online; its toggle switches the relay, read from the device itself;
+a press of the device's own button shows on the page without a reload (the event stream).
+Screenshots of the views are kept in ``tests/artifacts/`` (CI keeps them)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cloud_device import CloudOutlet, cloud_outlet
+from tests.system_tools import require
+
+pytestmark = pytest.mark.interop
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parents[2] / "artifacts"
+
+
+@contextlib.contextmanager
+def outlet_in_background(tmp_path: Path) -> Iterator[tuple[CloudOutlet, asyncio.AbstractEventLoop]]:
+    """The cloud and a synced outlet on their own event loop thread, for a synchronous test."""
+    handed: queue.Queue[tuple[CloudOutlet, asyncio.AbstractEventLoop] | BaseException] = (
+        queue.Queue()
+    )
+    done = threading.Event()
+
+    async def run() -> None:
+        try:
+            async with cloud_outlet(tmp_path, "6_ota") as outlet:
+                handed.put((outlet, asyncio.get_running_loop()))
+                while not done.is_set():
+                    await asyncio.sleep(0.05)
+        except BaseException as err:  # handed to the test thread, which re-raises it
+            handed.put(err)
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    got = handed.get(timeout=30)
+    if isinstance(got, BaseException):
+        raise got
+    try:
+        yield got
+    finally:
+        done.set()
+        thread.join(15)
+
+
+def test_dashboard_in_chromium(tmp_path: Path) -> None:
+    require("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with outlet_in_background(tmp_path) as (outlet, loop), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 500})
+            page.goto(outlet.cloud.dashboard.url)
+            row = page.locator(f'tr[data-thing="{outlet.creds.thing}"]')
+            sync_api.expect(row.locator("td.online")).to_have_text("online")
+            sync_api.expect(row.locator("td.relay")).to_have_attribute("data-output", "false")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-outlets.png"))
+
+            row.locator("button.toggle").click()
+            deadline = loop.time() + 5
+            while outlet.relay != 1:  # read from the device, not the page
+                assert loop.time() < deadline, "the relay did not switch on"
+                threading.Event().wait(0.05)
+            sync_api.expect(row.locator("td.relay")).to_have_attribute("data-output", "true")
+            page.screenshot(path=str(ARTIFACTS / "dashboard-relay-on.png"))
+
+            # The device's own button: the page follows without a reload.
+            asyncio.run_coroutine_threadsafe(outlet.press(), loop).result(10)
+            sync_api.expect(row.locator("td.relay")).to_have_attribute(
+                "data-output", "false", timeout=5000
+            )
+            assert outlet.relay == 0
+        finally:
+            browser.close()

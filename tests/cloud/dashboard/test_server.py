@@ -1,0 +1,175 @@
+"""The dashboard's HTTP side: the token, CSRF refusals, hostile input, writes through the REST
+API's checks, and the live event stream fed by the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+from pathlib import Path
+from typing import Any
+
+from jumpstart.cloud.dashboard import DashboardServer
+from tests.cloud_device import CloudOutlet, cloud_outlet, wait_until
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> Answer:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def cookie(dashboard: DashboardServer) -> dict[str, str]:
+    return {"Cookie": f"jumpstart_dashboard={dashboard.token}"}
+
+
+async def call(
+    outlet: CloudOutlet, method: str, path: str, body: bytes = b"", **headers: str
+) -> Answer:
+    port = outlet.cloud.dashboard.port
+    return await asyncio.to_thread(request, port, method, path, body, dict(headers))
+
+
+def test_without_the_token_everything_is_401_and_nothing_changes(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            before = await outlet.desired()
+            for method, path in (
+                ("GET", "/"),
+                ("GET", "/app.js"),
+                ("GET", "/api/things"),
+                ("GET", "/api/events"),
+                ("GET", "/?token=wrong"),
+                ("POST", "/api/things/outlet1/output"),
+            ):
+                body = b'{"output": true}' if method == "POST" else b""
+                status, _, text = await call(
+                    outlet, method, path, body, **{"Content-Type": "application/json"}
+                )
+                assert status == 401, (method, path)
+                assert b"token" in text
+            bad_cookie = {"Cookie": "jumpstart_dashboard=nope", "Content-Type": "application/json"}
+            status, _, _ = await call(
+                outlet, "POST", "/api/things/outlet1/output", b'{"output": true}', **bad_cookie
+            )
+            assert status == 401
+            assert await outlet.desired() == before
+
+    asyncio.run(main())
+
+
+def test_the_page_then_a_toggle_reaches_the_device(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            dashboard = outlet.cloud.dashboard
+            status, headers, page = await call(outlet, "GET", f"/?token={dashboard.token}")
+            assert status == 200
+            assert b'<script type="module" src="/app.js">' in page
+            set_cookie = headers["Set-Cookie"]
+            assert "HttpOnly" in set_cookie
+            assert "SameSite=Strict" in set_cookie
+            assert "default-src 'self'" in headers["Content-Security-Policy"]
+            status, _, body = await call(outlet, "GET", "/api/things", **cookie(dashboard))
+            things = {t["name"]: t for t in json.loads(body)["things"]}
+            thing = outlet.creds.thing
+            assert things[thing]["online"] is True
+            assert outlet.relay == 0
+            headers = {**cookie(dashboard), "Content-Type": "application/json"}
+            status, _, body = await call(
+                outlet, "POST", f"/api/things/{thing}/output", b'{"output": true}', **headers
+            )
+            assert status == 200, body
+            await wait_until(lambda: outlet.relay == 1, 5, "the relay switched on")
+            assert (await outlet.desired())["output"] is True
+
+    asyncio.run(main())
+
+
+def test_cross_site_and_hostile_writes_are_refused(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            dashboard = outlet.cloud.dashboard
+            thing = outlet.creds.thing
+            path = f"/api/things/{thing}/output"
+            before = await outlet.desired()
+            form = {**cookie(dashboard), "Content-Type": "application/x-www-form-urlencoded"}
+            status, _, _ = await call(outlet, "POST", path, b"output=true", **form)
+            assert status == 403  # what a cross-site <form> can send
+            evil = {
+                **cookie(dashboard),
+                "Content-Type": "application/json",
+                "Origin": "http://evil.example",
+            }
+            status, _, _ = await call(outlet, "POST", path, b'{"output": true}', **evil)
+            assert status == 403
+            json_headers = {**cookie(dashboard), "Content-Type": "application/json"}
+            cases: list[tuple[bytes, int]] = [
+                (b"{not json", 400),
+                (b"\xff\xfe\x00", 400),
+                (b'{"output": "yes"}', 400),
+                (b"[" * 5000 + b"]" * 5000, 400),
+                (b'{"output": true, "pad": "' + b"x" * 20_000 + b'"}', 413),
+            ]
+            for body, expected in cases:
+                status, _, _ = await call(outlet, "POST", path, body, **json_headers)
+                assert status == expected, body[:20]
+            status, _, _ = await call(outlet, "GET", path, **json_headers)
+            assert status == 405
+            status, _, _ = await call(
+                outlet, "POST", "/api/things/x%2F..%2Fy/output", b'{"output": true}', **json_headers
+            )
+            assert status == 400  # the REST API's own thing-name check
+            assert await outlet.desired() == before
+
+    asyncio.run(main())
+
+
+def test_the_event_stream_follows_the_device(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            dashboard = outlet.cloud.dashboard
+            reader, writer = await asyncio.open_connection("127.0.0.1", dashboard.port)
+            writer.write(
+                b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + f"Cookie: jumpstart_dashboard={dashboard.token}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            events: list[dict[str, Any]] = []
+
+            async def collect() -> None:
+                buffer = b""
+                while True:
+                    chunk = await reader.read(4096)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                    while b"\n\n" in buffer:
+                        block, buffer = buffer.split(b"\n\n", 1)
+                        for line in block.split(b"\n"):
+                            if line.startswith(b"data: "):
+                                events.append(json.loads(line[6:]))
+
+            task = asyncio.create_task(collect())
+            try:
+                await wait_until(
+                    lambda: any(e["name"] == outlet.creds.thing for e in events),
+                    5,
+                    "first snapshot",
+                )
+                await outlet.press()  # the device's own button
+                await wait_until(
+                    lambda: any(e.get("output") is True for e in events), 5, "the press"
+                )
+            finally:
+                task.cancel()
+                writer.close()
+
+    asyncio.run(main())
