@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps.test_6_ota import outlet_image
 from tests.cloud_device import CloudOutlet, cloud_outlet
+from tests.idf.ota_helpers import flip_byte
 from tests.system_tools import require
 
 pytestmark = pytest.mark.interop
@@ -80,5 +82,44 @@ def test_dashboard_in_chromium(tmp_path: Path) -> None:
                 "data-output", "false", timeout=5000
             )
             assert outlet.relay == 0
+        finally:
+            browser.close()
+
+
+def test_ota_from_the_page_reaches_the_new_version(tmp_path: Path) -> None:
+    require("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with outlet_in_background(tmp_path) as (outlet, _loop), sync_api.sync_playwright() as pw:
+        release = outlet_image(outlet.creds, outlet.cloud.mqtt_port, "2.0.0")
+        good, corrupt = tmp_path / "release-2.bin", tmp_path / "corrupt.bin"
+        good.write_bytes(release)
+        corrupt.write_bytes(flip_byte(release))
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto(outlet.cloud.dashboard.url)
+            row = page.locator(f'tr[data-thing="{outlet.creds.thing}"]')
+            sync_api.expect(row.locator("td.firmware")).to_have_text("1.0.0")
+
+            # A corrupt image: the page shows why it is refused.
+            page.set_input_files("#ota-file", str(corrupt))
+            page.click("#ota-run")
+            sync_api.expect(page.locator("#ota-result")).to_contain_text("refused")
+            sync_api.expect(page.locator("#ota-result")).to_contain_text("mismatch")
+
+            page.set_input_files("#ota-file", str(good))
+            page.select_option("#ota-target", outlet.creds.thing)
+            page.click("#ota-run")
+            sync_api.expect(page.locator("#ota-result")).to_contain_text("job ota-")
+            # Progress arrives on the page as the device reports it, then the new version.
+            sync_api.expect(row.locator("td.firmware")).to_have_text("2.0.0", timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-ota.png"))
+
+            row.locator("a.name").click()
+            sync_api.expect(page.locator("#detail-title")).to_have_text(outlet.creds.thing)
+            sync_api.expect(page.locator("#detail-jobs")).to_contain_text("SUCCEEDED")
+            sync_api.expect(page.locator("#detail-shadow")).to_contain_text('"version"')
+            page.screenshot(path=str(ARTIFACTS / "dashboard-detail.png"), full_page=True)
         finally:
             browser.close()

@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from jumpstart.cloud.dashboard import DashboardServer
+from jumpstart.host.device_control import send_command
+from jumpstart.host.device_home import JumpstartHome
+from jumpstart.host.device_runner import run_device
+from jumpstart.host.flashing import flash_app_image
 from tests.cloud_device import CloudOutlet, cloud_outlet, wait_until
+from tests.idf.device_helpers import app_image
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -171,5 +176,92 @@ def test_the_event_stream_follows_the_device(tmp_path: Path) -> None:
             finally:
                 task.cancel()
                 writer.close()
+
+    asyncio.run(main())
+
+
+def test_upload_ota_revoke_and_their_refusals(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            dashboard = outlet.cloud.dashboard
+            json_headers = {**cookie(dashboard), "Content-Type": "application/json"}
+            image = app_image("1_hello_world")
+            octet = {**cookie(dashboard), "Content-Type": "application/octet-stream"}
+            status, _, _ = await call(outlet, "POST", "/api/firmware", image, **octet)
+            assert status == 403  # without the page's header, as a cross-site form would be
+            octet["X-Jumpstart-Dashboard"] = "1"
+            status, _, body = await call(outlet, "POST", "/api/firmware", b"not an image", **octet)
+            assert status == 400
+            assert b"not a valid app image" in body
+            status, _, body = await call(outlet, "POST", "/api/firmware", image, **octet)
+            assert status == 200, body
+            hosted = json.loads(body)
+            assert (hosted["project"], hosted["version"]) == ("hello_world", "1.0.0")
+            for bad in (b'{"firmware": 7}', b'{"firmware": "x.bin", "thing": 3}', b"[]"):
+                status, _, _ = await call(outlet, "POST", "/api/ota", bad, **json_headers)
+                assert status == 400, bad
+            missing = b'{"firmware": "nope.bin", "thing": null}'
+            status, _, _ = await call(outlet, "POST", "/api/ota", missing, **json_headers)
+            assert status == 404
+            unknown = json.dumps({"firmware": hosted["name"], "thing": "ghost"}).encode()
+            status, _, _ = await call(outlet, "POST", "/api/ota", unknown, **json_headers)
+            assert status == 400  # the jobs API: not a registered thing
+
+            status, _, body = await call(
+                outlet, "GET", f"/api/things/{outlet.creds.thing}", **cookie(dashboard)
+            )
+            detail = json.loads(body)
+            [certificate] = detail["certificates"]
+            assert certificate["status"] == "ACTIVE"
+            path = f"/api/certificates/{certificate['id']}/revoke"
+            status, _, _ = await call(
+                outlet, "POST", "/api/certificates/0000/revoke", b"{}", **json_headers
+            )
+            assert status == 404
+            status, _, _ = await call(outlet, "POST", path, b"{}", **json_headers)
+            assert status == 200
+            await wait_until(
+                lambda: not dashboard.snapshot(outlet.creds.thing)["online"], 5, "dropped"
+            )
+
+    asyncio.run(main())
+
+
+def test_front_panel_of_a_device_on_this_machine(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with cloud_outlet(tmp_path, "6_ota") as outlet:
+            dashboard = outlet.cloud.dashboard
+            home = JumpstartHome(outlet.cloud.home.path.parent)  # devices/ beside cloud/
+            folder = home.create_device("bench")
+            with folder.open_flash() as flash:
+                flash_app_image(flash, app_image("2_drivers"))
+            task = asyncio.create_task(run_device(folder, lambda _line: None))
+            try:
+                await wait_until(folder.control_path.exists, 10, "device up")
+                status, _, body = await call(outlet, "GET", "/api/devices", **cookie(dashboard))
+                [device] = json.loads(body)["devices"]
+                assert (device["name"], device["running"], device["outputs"]) == (
+                    "bench",
+                    True,
+                    {"27": 0},
+                )
+                headers = {**cookie(dashboard), "Content-Type": "application/json"}
+                for bad in (b'{"hold": 0}', b'{"hold": 99}', b'{"hold": true}', b'{"hold": "1"}'):
+                    status, _, _ = await call(
+                        outlet, "POST", "/api/devices/bench/press", bad, **headers
+                    )
+                    assert status == 400, bad
+                status, _, _ = await call(
+                    outlet, "POST", "/api/devices/ghost/press", b"{}", **headers
+                )
+                assert status == 404
+                status, _, body = await call(
+                    outlet, "POST", "/api/devices/bench/press", b'{"hold": 0.1}', **headers
+                )
+                assert status == 200, body
+                assert json.loads(body)["outputs"] == {"27": 1}  # the press reached the device
+            finally:
+                await asyncio.to_thread(send_command, folder, {"cmd": "stop"})
+                await asyncio.wait_for(task, 10)
 
     asyncio.run(main())

@@ -26,6 +26,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import h11
 
 from jumpstart.cloud import json_input
+from jumpstart.cloud.dashboard.devices import local_devices, press_device
+from jumpstart.cloud.firmware import FirmwareStore, firmware_url
 from jumpstart.cloud.gateway.presence import PRESENCE_PREFIX
 from jumpstart.cloud.https_server import (
     HttpRefusalError,
@@ -33,9 +35,11 @@ from jumpstart.cloud.https_server import (
     reason_phrase,
     receive_request,
 )
+from jumpstart.cloud.jobs.model import ALL_THINGS_GROUP, group_arn, thing_arn
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.registry import Role
 from jumpstart.cloud.topics import ShadowOp, ShadowTopic
+from jumpstart.errors import InputError
 
 if TYPE_CHECKING:
     from jumpstart.cloud.service import CloudService
@@ -44,6 +48,9 @@ __all__ = ["DashboardServer"]
 
 COOKIE = "jumpstart_dashboard"
 MAX_BODY = 16 * 1024
+MAX_UPLOAD = 2 * 1024 * 1024  # an app image: the outlet's slots are 1600 KiB
+# Writes that are not JSON (an image upload) carry this header: a cross-site form cannot.
+WRITE_HEADER = b"x-jumpstart-dashboard"
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -55,8 +62,8 @@ DOCUMENTS_SUFFIX = "/shadow/update/documents"
 
 
 def _check_body(length: int) -> None:
-    if length > MAX_BODY:
-        raise HttpRefusalError(413, f"a dashboard request body is at most {MAX_BODY} bytes")
+    if length > MAX_UPLOAD:
+        raise HttpRefusalError(413, f"a dashboard request body is at most {MAX_UPLOAD} bytes")
 
 
 class DashboardServer(HttpsServer):
@@ -155,7 +162,7 @@ class DashboardServer(HttpsServer):
             if request.target.split(b"?")[0] == b"/api/events" and self._authorized(request):
                 await self._stream(conn, writer)
                 return
-            status, headers, payload = self.respond(request, body)
+            status, headers, payload = await self.respond(request, body)
             headers = [
                 *headers,
                 ("Content-Length", str(len(payload))),
@@ -197,7 +204,7 @@ class DashboardServer(HttpsServer):
                 return value.decode("latin-1")
         return None
 
-    def respond(
+    async def respond(
         self, request: h11.Request, body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """Status, headers and body of one request."""
@@ -223,14 +230,52 @@ class DashboardServer(HttpsServer):
         if path == "/api/things" and method == "GET":
             return self._json(200, {"things": self.things()})
         parts = [unquote(p) for p in path.split("/")[1:]]
+        if method == "GET":
+            if len(parts) == 3 and parts[:2] == ["api", "things"]:
+                return self._thing_detail(parts[2])
+            if parts == ["api", "devices"]:
+                # Off the event loop: a device may run in this process (make run).
+                devices = await asyncio.to_thread(local_devices, self.cloud.home.path.parent)
+                return self._json(200, {"devices": devices})
+        route = self._write_route(parts)
+        if route is None:
+            return self._json(404, {"message": "Not Found"})
+        if method != "POST":
+            return self._json(405, {"message": "Method Not Allowed"})
+        refusal = self._csrf_refusal(request, json_body=route != "upload")
+        if refusal is not None:
+            return self._json(403, {"message": refusal})
+        if route != "upload" and len(body) > MAX_BODY:
+            return self._json(413, {"message": f"a JSON request is at most {MAX_BODY} bytes"})
+        if route == "upload":
+            return self._upload(body)
+        try:
+            document = json_input.parse(body)
+        except ValueError as err:  # malformed, not UTF-8, nested too deep...
+            return self._json(400, {"message": f"the body is not JSON the cloud takes: {err}"})
+        if not isinstance(document, dict):
+            return self._json(400, {"message": "send a JSON object"})
+        if route == "output":
+            return self._set_output(parts[2], document)
+        if route == "revoke":
+            return self._revoke(parts[2])
+        if route == "ota":
+            return self._ota(document)
+        return await self._press(parts[2], document)
+
+    @staticmethod
+    def _write_route(parts: list[str]) -> str | None:
         if len(parts) == 4 and parts[:2] == ["api", "things"] and parts[3] == "output":
-            if method != "POST":
-                return self._json(405, {"message": "Method Not Allowed"})
-            refusal = self._csrf_refusal(request)
-            if refusal is not None:
-                return self._json(403, {"message": refusal})
-            return self._set_output(parts[2], body)
-        return self._json(404, {"message": "Not Found"})
+            return "output"
+        if len(parts) == 4 and parts[:2] == ["api", "certificates"] and parts[3] == "revoke":
+            return "revoke"
+        if parts == ["api", "firmware"]:
+            return "upload"
+        if parts == ["api", "ota"]:
+            return "ota"
+        if len(parts) == 4 and parts[:2] == ["api", "devices"] and parts[3] == "press":
+            return "press"
+        return None
 
     def _security_headers(self) -> list[tuple[str, str]]:
         return [
@@ -239,32 +284,96 @@ class DashboardServer(HttpsServer):
             ("Referrer-Policy", "no-referrer"),
         ]
 
-    def _csrf_refusal(self, request: h11.Request) -> str | None:
+    def _csrf_refusal(self, request: h11.Request, *, json_body: bool = True) -> str | None:
         kind = (self._header(request, b"content-type") or "").split(";")[0].strip()
-        if kind != "application/json":
+        if json_body and kind != "application/json":
             return "writes take a JSON body (Content-Type: application/json)"
+        if not json_body and self._header(request, WRITE_HEADER) != "1":
+            return "an upload needs the X-Jumpstart-Dashboard: 1 header (the page sends it)"
         origin = self._header(request, b"origin")
         allowed = {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
         if origin is not None and origin not in allowed:
             return f"cross-site request from {origin} refused"
         return None
 
-    def _set_output(self, thing: str, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        try:
-            wanted = json_input.parse(body)
-        except ValueError as err:  # malformed, not UTF-8, nested too deep...
-            return self._json(400, {"message": f"the body is not JSON the cloud takes: {err}"})
-        if not isinstance(wanted, dict) or not isinstance(wanted.get("output"), bool):
+    def _rest(self, method: str, target: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
+        """A request to the REST API's own routes and checks, as the operator."""
+        request = h11.Request(method=method, target=target, headers=[("Host", "dashboard")])
+        status, doc, _ = self.cloud.rest.respond(self.principal, request, body)
+        return status, doc
+
+    def _set_output(
+        self, thing: str, wanted: dict[str, Any]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if not isinstance(wanted.get("output"), bool):
             return self._json(400, {"message": 'send {"output": true|false}'})
         update = json.dumps({"state": {"desired": {"output": wanted["output"]}}}).encode()
-        # The REST API's own route and checks, as the operator.
-        request = h11.Request(
-            method="POST",
-            target=f"/things/{quote(thing, safe='')}/shadow",
-            headers=[("Host", "dashboard")],
+        return self._json(*self._rest("POST", f"/things/{quote(thing, safe='')}/shadow", update))
+
+    def _thing_detail(self, thing: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        name = quote(thing, safe="")
+        status, shadow = self._rest("GET", f"/things/{name}/shadow")
+        if status not in (200, 404):
+            return self._json(status, shadow)
+        _, jobs = self._rest("GET", f"/things/{name}/jobs")
+        certificates = [
+            {"id": c.certificate_id, "status": c.status.value, "created_at": c.created_at}
+            for c in self.cloud.registry.certificates(thing)
+        ]
+        return self._json(
+            200,
+            {
+                "thing": self.snapshot(thing),
+                "shadow": shadow if status == 200 else None,
+                "jobs": jobs.get("executionSummaries", []),
+                "certificates": certificates,
+            },
         )
-        status, doc, _ = self.cloud.rest.respond(self.principal, request, update)
-        return self._json(status, doc)
+
+    def _revoke(self, certificate_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        record = self.cloud.registry.certificate(certificate_id)
+        if record is None:
+            return self._json(404, {"message": f"no certificate {certificate_id}"})
+        self.cloud.registry.revoke(certificate_id)  # the cloud ends its connections
+        return self._json(200, {"revoked": certificate_id})
+
+    def _upload(self, image: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        try:
+            hosted = FirmwareStore(self.cloud.home).upload(image)
+        except InputError as err:
+            return self._json(400, {"message": str(err)})
+        url = firmware_url("localhost", self.cloud.firmware_port, hosted.name)
+        return self._json(
+            200,
+            {"name": hosted.name, "project": hosted.project, "version": hosted.version, "url": url},
+        )
+
+    def _ota(self, request: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """An OTA job for one thing or all, through the jobs API."""
+        name, thing = request.get("firmware"), request.get("thing")
+        if not isinstance(name, str) or not (thing is None or isinstance(thing, str)):
+            return self._json(400, {"message": 'send {"firmware": NAME, "thing": T or null}'})
+        if FirmwareStore(self.cloud.home).open(name) is None:
+            return self._json(404, {"message": f"no firmware {name!r}: upload it first"})
+        url = firmware_url("localhost", self.cloud.firmware_port, name)
+        targets = [thing_arn(thing)] if thing else [group_arn(ALL_THINGS_GROUP)]
+        job_id = f"ota-{int(time.time())}-{secrets.token_hex(3)}"
+        document = json.dumps({"operation": "ota", "url": url})
+        body = json.dumps({"targets": targets, "document": document}).encode()
+        return self._json(*self._rest("PUT", f"/jobs/{job_id}", body))
+
+    async def _press(
+        self, device: str, request: dict[str, Any]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        hold = request.get("hold", 0.1)
+        if not isinstance(hold, int | float) or isinstance(hold, bool) or not 0 < hold <= 10:
+            return self._json(400, {"message": 'send {"hold": SECONDS} (up to 10)'})
+        try:
+            home = self.cloud.home.path.parent
+            status = await asyncio.to_thread(press_device, home, device, float(hold))
+        except InputError as err:
+            return self._json(404, {"message": str(err)})
+        return self._json(200, status)
 
     def _json(self, status: int, doc: object) -> tuple[int, list[tuple[str, str]], bytes]:
         return status, [("Content-Type", "application/json")], json.dumps(doc).encode()
