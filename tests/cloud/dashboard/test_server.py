@@ -148,6 +148,7 @@ def test_the_event_stream_follows_the_device(tmp_path: Path) -> None:
             )
             await writer.drain()
             events: list[dict[str, Any]] = []
+            opened = asyncio.Event()
 
             async def collect() -> None:
                 buffer = b""
@@ -156,6 +157,8 @@ def test_the_event_stream_follows_the_device(tmp_path: Path) -> None:
                     if not chunk:
                         return
                     buffer += chunk
+                    if b": stream open" in buffer:
+                        opened.set()
                     while b"\n\n" in buffer:
                         block, buffer = buffer.split(b"\n\n", 1)
                         for line in block.split(b"\n"):
@@ -164,11 +167,7 @@ def test_the_event_stream_follows_the_device(tmp_path: Path) -> None:
 
             task = asyncio.create_task(collect())
             try:
-                await wait_until(
-                    lambda: any(e["name"] == outlet.creds.thing for e in events),
-                    5,
-                    "first snapshot",
-                )
+                await asyncio.wait_for(opened.wait(), 5)  # changes only from here on
                 await outlet.press()  # the device's own button
                 await wait_until(
                     lambda: any(e.get("output") is True for e in events), 5, "the press"

@@ -379,7 +379,7 @@ class DashboardServer(HttpsServer):
         return status, [("Content-Type", "application/json")], json.dumps(doc).encode()
 
     async def _stream(self, conn: h11.Connection, writer: asyncio.StreamWriter) -> None:
-        """Server-sent events: every thing now, then each change as the broker routes it."""
+        """Server-sent events: each change of a thing as the broker routes it."""
         headers = [
             ("Content-Type", "text/event-stream"),
             ("Cache-Control", "no-store"),
@@ -388,12 +388,9 @@ class DashboardServer(HttpsServer):
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         self._streams.add(queue)
         try:
-            for thing in self.things():
-                writer.write(
-                    conn.send(
-                        h11.Data(data=f"event: thing\ndata: {json.dumps(thing)}\n\n".encode())
-                    )
-                )
+            # Changes only: the page opens this stream first, then reads /api/things, so
+            # nothing falls between the two (a full burst here would stall a big fleet's page).
+            writer.write(conn.send(h11.Data(data=b": stream open\n\n")))
             await writer.drain()
             while True:
                 try:

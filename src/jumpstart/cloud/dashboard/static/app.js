@@ -81,7 +81,19 @@ function render(thing) {
 
 const things = new Map();
 
+let summaryQueued = false;
+
 function updateSummary() {
+  // Once a frame however many rows changed: a thousand rows render without a thousand sums.
+  if (summaryQueued) return;
+  summaryQueued = true;
+  requestAnimationFrame(() => {
+    summaryQueued = false;
+    writeSummary();
+  });
+}
+
+function writeSummary() {
   const all = [...things.values()];
   const online = all.filter((t) => t.online).length;
   const versions = new Map();
@@ -137,9 +149,11 @@ async function post(path, body) {
 
 // -- firmware update: upload, then a job for one thing or all ---------------------------
 const target = document.querySelector("#ota-target");
+const targets = new Set();
 
 function addTarget(name) {
-  if ([...target.options].some((o) => o.value === name)) return;
+  if (targets.has(name)) return;
+  targets.add(name);
   const option = document.createElement("option");
   option.value = name;
   option.textContent = name;
@@ -207,16 +221,18 @@ async function loadDevices() {
 }
 
 async function start() {
+  // The stream first, then the list: a change in between arrives on the stream, or is in
+  // the list already (the server sends changes only, never the whole fleet again).
+  const events = new EventSource("/api/events");
+  events.addEventListener("thing", (event) => render(JSON.parse(event.data)));
+  events.addEventListener("error", () => showError("lost the cloud's event stream; retrying…"));
+  events.addEventListener("open", () => showError(""));
   const response = await fetch("/api/things");
   if (!response.ok) {
     showError(`the cloud answered ${response.status}: open the URL 'jumpstart cloud serve' printed`);
     return;
   }
   for (const thing of (await response.json()).things) render(thing);
-  const events = new EventSource("/api/events");
-  events.addEventListener("thing", (event) => render(JSON.parse(event.data)));
-  events.addEventListener("error", () => showError("lost the cloud's event stream; retrying…"));
-  events.addEventListener("open", () => showError(""));
 }
 
 start();
