@@ -16,8 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from jumpstart.host.device_control import send_command
+from jumpstart.host.device_home import JumpstartHome
+from jumpstart.host.device_runner import run_device
+from jumpstart.host.flashing import flash_app_image
+from jumpstart.idf.radio import RadioWorld
 from tests.apps.test_6_ota import outlet_image
 from tests.cloud_device import CloudOutlet, cloud_outlet
+from tests.idf.device_helpers import app_image
 from tests.idf.ota_helpers import flip_byte
 from tests.system_tools import require
 
@@ -173,3 +179,44 @@ def test_a_thousand_things_render_fast_and_a_toggle_shows_live(tmp_path: Path) -
             print(f"{THINGS} things: first render {render_ms:.0f} ms, toggle {live_ms:.0f} ms")
         finally:
             browser.close()
+
+
+def test_front_panel_tap_and_hold(tmp_path: Path) -> None:
+    require("chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with outlet_in_background(tmp_path) as (outlet, loop), sync_api.sync_playwright() as pw:
+        home = JumpstartHome(outlet.cloud.home.path.parent)  # devices/ beside cloud/
+        folder = home.create_device("bench")
+        with folder.open_flash() as flash:
+            flash_app_image(flash, app_image("4_network_config"))
+        console: list[str] = []
+        running = asyncio.run_coroutine_threadsafe(
+            run_device(folder, console.append, world=RadioWorld(None, [])), loop
+        )
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            deadline = time.monotonic() + 10
+            while not any("Starting provisioning" in line for line in console):
+                assert time.monotonic() < deadline, "the device did not start"
+                time.sleep(0.05)
+            page.goto(outlet.cloud.dashboard.url)
+            panel = page.locator('div.panel[data-device="bench"]')
+            sync_api.expect(panel.locator(".lamp")).not_to_have_class("lamp on")
+            panel.locator("button.tap").click()
+            # The panel shows the relay the device reports, without a reload.
+            sync_api.expect(panel.locator(".lamp")).to_have_class("lamp on", timeout=5000)
+            boots = sum("2nd stage bootloader" in line for line in console)
+            panel.locator("button.hold").click()
+            sync_api.expect(panel.locator("button.hold")).to_be_enabled(timeout=10_000)
+            assert any("Reset to factory" in line for line in console)
+            deadline = time.monotonic() + 5
+            while sum("2nd stage bootloader" in line for line in console) == boots:
+                assert time.monotonic() < deadline, "the hold did not reset the device"
+                time.sleep(0.05)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-front-panel.png"), full_page=True)
+        finally:
+            browser.close()
+            with contextlib.suppress(Exception):
+                send_command(folder, {"cmd": "stop"})
+            running.result(10)
