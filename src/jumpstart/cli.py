@@ -6,9 +6,11 @@ Errors in the input exit with code 2 and one line on stderr that says what is wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +34,7 @@ from jumpstart.host import image_tools
 from jumpstart.host.demo import flash_demo
 from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.files import read_file, write_atomically
+from jumpstart.host.guided_demo import DemoOptions, run_demo
 from jumpstart.host.partition_tool import partition_table as convert_partition_table
 from jumpstart.host.product import ProductConfig, run_product
 from jumpstart.targets import chip
@@ -175,18 +178,51 @@ def image_verify(
 
 
 @app.command("demo")
-def demo() -> None:
-    """Lay out a virtual outlet's flash, install a signed image and boot-check it."""
-    console = _out()
-    result = flash_demo(JumpstartHome().path)
-    console.print(_table_view(result.table, "Guide layout (7_mfg/partitions.csv)"))
-    console.print(
-        f"[bold]flash[/] {result.flash_path}\n"
-        f"[bold]boot slot[/] {result.boot_label}: {result.project} {result.version}, "
-        f"{result.signed_bytes} bytes signed "
-        f"(ECDSA P-256, key digest {result.key_digest[:16]}...)\n"
-        f"Inspect it: jumpstart idf partition-table and jumpstart image-info"
-    )
+def demo(
+    step: Annotated[bool, typer.Option("--step", help="Pause for Enter between steps")] = False,
+    browser: Annotated[
+        bool, typer.Option("--browser", help="Open the dashboard beside the story")
+    ] = False,
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="An empty folder for the run (default: a temporary one)"),
+    ] = None,
+    apps: Annotated[Path, typer.Option("--apps", help="The repository's apps/ folder")] = Path(
+        "apps"
+    ),
+    flash_layout: Annotated[
+        bool,
+        typer.Option(
+            "--flash-layout", help="Only lay out a flash with a signed image and check it"
+        ),
+    ] = False,
+) -> None:
+    """The guide's story, run and checked step by step: factory, boot, provisioning, the
+    relay by button and curl, OTA, a refused and a rolled-back image, reset to factory."""
+    if flash_layout:
+        console = _out()
+        result = flash_demo(JumpstartHome().path)
+        console.print(_table_view(result.table, "Guide layout (7_mfg/partitions.csv)"))
+        console.print(
+            f"[bold]flash[/] {result.flash_path}\n"
+            f"[bold]boot slot[/] {result.boot_label}: {result.project} {result.version}, "
+            f"{result.signed_bytes} bytes signed "
+            f"(ECDSA P-256, key digest {result.key_digest[:16]}...)\n"
+            f"Inspect it: jumpstart idf partition-table and jumpstart image-info"
+        )
+        return
+    if not (apps / "outlet" / "app.toml").is_file():
+        raise InputError(f"{apps} holds no outlet app; run this from the repository or give --apps")
+    with contextlib.ExitStack() as stack:
+        folder = home or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="jumpstart-demo-"))
+        )
+        if home is not None and any(home.iterdir() if home.exists() else ()):
+            raise InputError(f"--home {home} is not empty; the demo needs a fresh folder")
+        options = DemoOptions(apps.resolve(), folder, pause=step, browser=browser)
+        code = asyncio.run(run_demo(options, lambda line: print(line, flush=True)))
+    if code:
+        raise typer.Exit(1)
 
 
 @app.command("run")

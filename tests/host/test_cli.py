@@ -126,7 +126,7 @@ def test_demo_writes_a_bootable_flash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("JUMPSTART_HOME", str(tmp_path))
-    assert main(["demo"]) == 0
+    assert main(["demo", "--flash-layout"]) == 0
     assert "boot slot ota_0: hello_world 1.0.0" in capsys.readouterr().out
     flash = (tmp_path / "demo" / "flash.bin").read_bytes()
     assert len(flash) == 4 * 1024 * 1024
