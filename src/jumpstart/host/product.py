@@ -255,7 +255,14 @@ async def run_product(
             print_line(line)
         print_line(f"--- outlet {config.device} console ---")
         world = RadioWorld(home.world_path)
-        await run_device(setup.folder, console, world=world)
+        # The console goes to this terminal and to console.log (the dashboard's front panel).
+        with setup.folder.console_path.open("w", buffering=1, encoding="utf-8") as log:
+
+            def both(line: str) -> None:
+                console(line)
+                log.write(line + "\n")
+
+            await run_device(setup.folder, both, world=world)
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(service.close(), 10)
