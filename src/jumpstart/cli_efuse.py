@@ -78,7 +78,7 @@ def summary(
     format: Annotated[str, typer.Option("--format", help="summary or json")] = "summary",
 ) -> None:
     """Every field with its value and protection (espefuse summary)."""
-    image = JumpstartHome().device(device).efuse().image
+    image = _esp32_device(JumpstartHome().device(device)).efuse().image
     report = field_report(image)
     if format == "json":
         print(json.dumps(report, indent=4))
@@ -88,6 +88,17 @@ def summary(
     for name, row in report.items():
         access = ("R" if row["readable"] else "-") + "/" + ("W" if row["writeable"] else "-")
         print(f"{name:<24} (BLOCK{row['block']}) = {row['value']} {access} ({row['raw_value']})")
+
+
+def _esp32_device(folder: DeviceFolder) -> DeviceFolder:
+    """The eFuse commands are ESP32's (espefuse's ESP32 file); other chips are refused."""
+    profile = folder.chip()
+    if profile.name != "esp32":
+        raise InputError(
+            f"device {folder.name!r} is an {profile.display_name}: these eFuse commands are the "
+            "ESP32's (espefuse has no ESP8266 support, and the chip has no eFuse security)"
+        )
+    return folder
 
 
 def _save(folder: DeviceFolder, efuse: VirtualEfuse) -> None:
@@ -102,7 +113,7 @@ def burn_efuse(
     """Burn fields (bits go from 0 to 1 only); all are checked before any is burned."""
     if len(pairs) % 2:
         raise InputError("give NAME VALUE pairs (espefuse burn-efuse NAME VALUE ...)")
-    folder = stopped_device(device)
+    folder = _esp32_device(stopped_device(device))
     efuse = folder.efuse()
     for name, text in zip(pairs[0::2], pairs[1::2], strict=True):
         try:
@@ -121,7 +132,7 @@ def burn_key_digest(
 ) -> None:
     """The SHA-256 of the key's Secure Boot V2 public key block into BLOCK2, then BLOCK2
     write-protected (espefuse burn-key-digest)."""
-    folder = stopped_device(device)
+    folder = _esp32_device(stopped_device(device))
     efuse = folder.efuse()
     digest = key_digest(load_public_key(read_file(keyfile)))
     if efuse.secure_boot_key_digests and efuse.secure_boot_key_digests != [digest]:
@@ -159,7 +170,7 @@ def burn_key(
     key = read_file(keyfile)
     if len(key) != FIELDS[name].length // 8:
         raise InputError(f"{keyfile}: {len(key)} bytes; a key file is 32 bytes of raw key data")
-    folder = stopped_device(device)
+    folder = _esp32_device(stopped_device(device))
     efuse = folder.efuse()
     stored = key[::-1] if reverse else key
     # espefuse read-protects the flash encryption and secure boot v1 keys, write-protects all.
@@ -187,7 +198,7 @@ def read_protect_efuse(
 
 
 def _protect(device: str, names: list[str], protect: Callable[[EfuseImage, str], None]) -> None:
-    folder = stopped_device(device)
+    folder = _esp32_device(stopped_device(device))
     efuse = folder.efuse()
     for name in names:  # on the copy in memory: nothing is saved on an error
         protect(efuse.image, name)

@@ -121,6 +121,7 @@ def test_what_esp8266_lacks_is_refused(
             "prov_transport=ble",
         ],
         "secure boot": ["security", "enable", "--device", "e8", "--secure-boot"],
+        "eFuse commands are the ESP32's": ["efuse", "summary", "--device", "e8"],
         "no Bluetooth": [
             "prov",
             "--transport",

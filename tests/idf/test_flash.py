@@ -5,15 +5,36 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jumpstart.idf.esp_err import EspErr, EspError
-from jumpstart.idf.flash import SECTOR_SIZE, FileFlash, MemoryFlash, PowerCut, PowerCutError
+from jumpstart.idf.flash import (
+    SECTOR_SIZE,
+    FileFlash,
+    Flash,
+    MemoryFlash,
+    PowerCut,
+    PowerCutError,
+    SharedImage,
+    SparseFlash,
+)
+
+# The same semantics on every in-memory flash: whole, and copy-on-write over a shared image.
+KINDS = pytest.mark.parametrize("kind", ["memory", "sparse"])
 
 
-def test_new_flash_is_erased() -> None:
-    assert MemoryFlash(0x4000).read(0, 0x4000) == b"\xff" * 0x4000
+def new_flash(kind: str, size: int, *, content: bytes = b"", strict: bool = False) -> Flash:
+    if kind == "memory":
+        return MemoryFlash(size, content=content, strict=strict)
+    base = SharedImage(content, size) if content else None
+    return SparseFlash(size, base=base, strict=strict)
 
 
-def test_program_ands_bits_and_counts_zero_to_one() -> None:
-    flash = MemoryFlash(0x2000)
+@KINDS
+def test_new_flash_is_erased(kind: str) -> None:
+    assert new_flash(kind, 0x4000).read(0, 0x4000) == b"\xff" * 0x4000
+
+
+@KINDS
+def test_program_ands_bits_and_counts_zero_to_one(kind: str) -> None:
+    flash = new_flash(kind, 0x2000)
     flash.write(0x10, b"\x0f\xf0")
     flash.write(0x10, b"\xf3\x3f")
     assert flash.read(0x10, 2) == b"\x03\x30"
@@ -22,8 +43,9 @@ def test_program_ands_bits_and_counts_zero_to_one() -> None:
     assert flash.zero_to_one_attempts == 1
 
 
-def test_strict_flash_refuses_zero_to_one() -> None:
-    flash = MemoryFlash(0x2000, strict=True)
+@KINDS
+def test_strict_flash_refuses_zero_to_one(kind: str) -> None:
+    flash = new_flash(kind, 0x2000, strict=True)
     flash.write(0, b"\x00")
     with pytest.raises(EspError) as caught:
         flash.write(0, b"\x01")
@@ -31,8 +53,9 @@ def test_strict_flash_refuses_zero_to_one() -> None:
     assert flash.read(0, 1) == b"\x00"
 
 
-def test_erase_is_whole_sectors_and_counted() -> None:
-    flash = MemoryFlash(0x4000)
+@KINDS
+def test_erase_is_whole_sectors_and_counted(kind: str) -> None:
+    flash = new_flash(kind, 0x4000)
     flash.write(0x0FFF, b"\x00\x00")  # straddles sectors 0 and 1
     flash.erase_sector(0x1000)
     assert flash.read(0x0FFF, 2) == b"\x00\xff"
@@ -46,16 +69,18 @@ def test_erase_is_whole_sectors_and_counted() -> None:
         assert caught.value.code is EspErr.ESP_ERR_INVALID_ARG
 
 
-def test_out_of_range_is_invalid_arg() -> None:
-    flash = MemoryFlash(0x1000)
+@KINDS
+def test_out_of_range_is_invalid_arg(kind: str) -> None:
+    flash = new_flash(kind, 0x1000)
     with pytest.raises(EspError, match="outside"):
         flash.read(0xFFF, 2)
     with pytest.raises(EspError, match="outside"):
         flash.write(-1, b"\x00")
 
 
-def test_torn_program_keeps_a_prefix_and_leaves_power_off() -> None:
-    flash = MemoryFlash(0x2000)
+@KINDS
+def test_torn_program_keeps_a_prefix_and_leaves_power_off(kind: str) -> None:
+    flash = new_flash(kind, 0x2000)
     flash.write(0, b"\x11")  # operation before arming does not count
     flash.arm_power_cut(PowerCut(at_operation=2, keep=3))
     flash.write(0x100, b"\x00" * 4)
@@ -70,8 +95,9 @@ def test_torn_program_keeps_a_prefix_and_leaves_power_off() -> None:
     assert flash.read(0x300, 1) == b"\x00"
 
 
-def test_half_erased_sector() -> None:
-    flash = MemoryFlash(0x3000, content=bytes(0x3000))
+@KINDS
+def test_half_erased_sector(kind: str) -> None:
+    flash = new_flash(kind, 0x3000, content=bytes(0x3000))
     flash.arm_power_cut(PowerCut(at_operation=2))
     with pytest.raises(PowerCutError, match="sector 0x1000"):
         flash.erase_range(0, 0x3000)
@@ -112,11 +138,12 @@ ops = st.lists(
 
 
 @given(ops)
-def test_flash_matches_a_bytearray_model(sequence: list[tuple[str, int, bytes]]) -> None:
-    flash = MemoryFlash(0x4000)
+@KINDS
+def test_flash_matches_a_bytearray_model(kind: str, sequence: list[tuple[str, int, bytes]]) -> None:
+    flash = new_flash(kind, 0x4000)
     model = bytearray(b"\xff" * 0x4000)
-    for kind, where, data in sequence:
-        if kind == "w":
+    for op, where, data in sequence:
+        if op == "w":
             flash.write(where, data)
             for i, b in enumerate(data):
                 model[where + i] &= b
@@ -124,3 +151,27 @@ def test_flash_matches_a_bytearray_model(sequence: list[tuple[str, int, bytes]])
             flash.erase_sector(where * SECTOR_SIZE)
             model[where * SECTOR_SIZE : (where + 1) * SECTOR_SIZE] = b"\xff" * SECTOR_SIZE
     assert flash.image() == bytes(model)
+
+
+def test_sparse_flashes_share_an_image_and_copy_on_write() -> None:
+    content = bytes(range(256)) * 64  # 16 KiB: four sectors of the shared image
+    image = SharedImage(content, 0x10000)
+    first, second = SparseFlash(0x10000, base=image), SparseFlash(0x10000, base=image)
+    assert first.read(0, len(content)) == content
+    assert first.read(0x4000, 0x1000) == b"\xff" * 0x1000  # past the image: erased
+    assert first.own_bytes == 0  # reading copies nothing
+    first.write(0x1010, b"\x00\x00")
+    assert first.own_bytes == SECTOR_SIZE  # one sector copied, on the first write
+    assert first.read(0x1010, 2) == b"\x00\x00"
+    assert second.read(0x1010, 2) == content[0x1010:0x1012]  # the other device: untouched
+    assert image.sectors[1] == content[0x1000:0x2000]  # the shared image: untouched
+    first.erase_sector(0x2000)
+    assert first.read(0x2000, 0x1000) == b"\xff" * 0x1000
+    assert second.read(0x2000, 0x1000) == content[0x2000:0x3000]
+    first.erase_sector(0x1000)
+    assert first.own_bytes == 0  # erased sectors are held by nobody
+    second.write(0x8000, b"\x12")
+    second.erase_sector(0x8000)
+    assert second.own_bytes == 0
+    with pytest.raises(ValueError, match="for 65536 bytes"):
+        SparseFlash(0x20000, base=image)

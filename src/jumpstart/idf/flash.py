@@ -34,6 +34,8 @@ __all__ = [
     "MemoryFlash",
     "PowerCut",
     "PowerCutError",
+    "SharedImage",
+    "SparseFlash",
 ]
 
 SECTOR_SIZE = 0x1000  # SPI_FLASH_SEC_SIZE
@@ -282,6 +284,94 @@ class MemoryFlash(Flash):
 
     def _store(self, addr: int, data: bytes) -> None:
         self._data[addr : addr + len(data)] = data
+
+
+class SharedImage:
+    """Sector contents many flashes start from (the app image and table every outlet of a
+    fleet boots): held once, read by all, never written."""
+
+    __slots__ = ("sectors", "size")
+
+    def __init__(self, content: bytes, size: int) -> None:
+        if len(content) > size:
+            raise ValueError(f"content of {len(content)} bytes does not fit {size} bytes of flash")
+        self.size = size
+        erased = b"\xff" * SECTOR_SIZE
+        padded = content + b"\xff" * (-len(content) % SECTOR_SIZE)
+        self.sectors: dict[int, bytes] = {}
+        for index in range(len(padded) // SECTOR_SIZE):
+            sector = padded[index * SECTOR_SIZE : (index + 1) * SECTOR_SIZE]
+            if sector != erased:  # erased sectors are implicit
+                self.sectors[index] = sector
+
+
+_ERASED_SECTOR = b"\xff" * SECTOR_SIZE
+
+
+class SparseFlash(Flash):
+    """Copy-on-write flash for fleets: a sector is this device's own once written, else the
+    shared image's, else erased (0xFF, held by nobody). Same semantics and power-cut hook
+    as any flash; a device's memory is the sectors it changed."""
+
+    __slots__ = ("_own", "base")
+
+    def __init__(
+        self,
+        size: int = DEFAULT_FLASH_SIZE,
+        *,
+        base: SharedImage | None = None,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(size, strict=strict)
+        if base is not None and base.size != size:
+            raise ValueError(f"the shared image is for {base.size} bytes of flash, not {size}")
+        self.base = base
+        # Written sectors; an erased one over a shared sector is kept as _ERASED_SECTOR.
+        self._own: dict[int, bytes | bytearray] = {}
+
+    def _sector(self, index: int) -> bytes | bytearray:
+        own = self._own.get(index)
+        if own is not None:
+            return own
+        if self.base is not None:
+            return self.base.sectors.get(index, _ERASED_SECTOR)
+        return _ERASED_SECTOR
+
+    def _load(self, addr: int, length: int) -> bytes:
+        out = bytearray()
+        end = addr + length
+        while addr < end:
+            index, offset = divmod(addr, SECTOR_SIZE)
+            take = min(end - addr, SECTOR_SIZE - offset)
+            out += self._sector(index)[offset : offset + take]
+            addr += take
+        return bytes(out)
+
+    def _store(self, addr: int, data: bytes) -> None:
+        pos, end = 0, len(data)
+        while pos < end:
+            index, offset = divmod(addr + pos, SECTOR_SIZE)
+            take = min(end - pos, SECTOR_SIZE - offset)
+            chunk = data[pos : pos + take]
+            if offset == 0 and take == SECTOR_SIZE and chunk == _ERASED_SECTOR:
+                # A whole sector erased: nothing to hold unless it hides a shared sector.
+                shared = self.base is not None and index in self.base.sectors
+                if shared:
+                    self._own[index] = _ERASED_SECTOR
+                else:
+                    self._own.pop(index, None)
+            else:
+                sector = self._own.get(index)
+                if not isinstance(sector, bytearray):
+                    sector = bytearray(self._sector(index))  # copy on the first write
+                    self._own[index] = sector
+                sector[offset : offset + take] = chunk
+            pos += take
+
+    @property
+    def own_bytes(self) -> int:
+        """Memory this device holds of its own (sectors it changed)."""
+        return sum(len(s) for s in self._own.values() if isinstance(s, bytearray))
 
 
 class FileFlash(Flash):
