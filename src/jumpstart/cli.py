@@ -22,6 +22,7 @@ from rich.table import Table
 from jumpstart import __version__, cli_device
 from jumpstart.cli_cloud import cloud_app
 from jumpstart.cli_efuse import efuse_app
+from jumpstart.cli_fleet import fleet_app
 from jumpstart.cli_mfg import mfg_app
 from jumpstart.cli_nvs import nvs_app
 from jumpstart.cli_prov import prov_app
@@ -52,6 +53,7 @@ app.add_typer(nvs_app, name="nvs")
 app.add_typer(mfg_app, name="mfg")
 app.add_typer(efuse_app, name="efuse")
 app.add_typer(security_app, name="security")
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(cli_device.device_app, name="device")
 app.add_typer(cli_device.world_app, name="world")
 app.add_typer(prov_app, name="prov")
