@@ -14,6 +14,7 @@ from esptool.bin_image import LoadFirmwareImage
 
 import cloud as cloud_benchmarks  # benchmarks/cloud.py
 import device as device_benchmarks  # benchmarks/device.py
+import fleet as fleet_benchmarks  # benchmarks/fleet.py
 import mfg as mfg_benchmarks  # benchmarks/mfg.py
 import nvs as nvs_benchmarks  # benchmarks/nvs.py
 import outlet as outlet_benchmarks  # benchmarks/outlet.py
@@ -66,3 +67,4 @@ if __name__ == "__main__":
     cloud_benchmarks.main()
     outlet_benchmarks.main()
     security_benchmarks.main()
+    fleet_benchmarks.main()

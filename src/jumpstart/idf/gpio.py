@@ -135,6 +135,9 @@ class Gpio:
     def watch_outputs(self, watcher: OutputWatcher) -> None:
         self._watchers.append(watcher)
 
+    def unwatch_outputs(self, watcher: OutputWatcher) -> None:
+        self._watchers.remove(watcher)
+
     def reset(self) -> None:
         """A chip reset: every pin back to its default, handlers gone; outside drives stay."""
         for state in self._pins.values():
