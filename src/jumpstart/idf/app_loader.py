@@ -7,19 +7,27 @@ of one device after an OTA) never share module state, and unloading removes ever
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.machinery
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 from jumpstart.errors import InputError
 from jumpstart.formats.app_package import AppPackage
 
 __all__ = ["LoadedApp"]
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(source: str, filename: str) -> CodeType:
+    """A module's code, compiled once for every boot of the same source: code objects are
+    immutable, so devices share them; each boot still runs it into module state of its own."""
+    return compile(source, filename, "exec")
 
 
 class _AppFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
@@ -64,7 +72,7 @@ class _AppFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
 
     def get_code(self, fullname: str) -> Any:
         name = self._relative(fullname) or "__init__"
-        return compile(self.get_source(fullname), f"<{self.package.name}>/{name}.py", "exec")
+        return _compiled(self.get_source(fullname), f"<{self.package.name}>/{name}.py")
 
     def exec_module(self, module: ModuleType) -> None:
         exec(self.get_code(module.__name__), module.__dict__)

@@ -8,6 +8,7 @@ all verify images and touch otadata through this module, so they agree on every 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,19 @@ class VerifiedApp:
     package: AppPackage
 
 
+# Devices that boot the same bytes (a fleet's outlets, one release) share one parsed image and
+# package: both are immutable and looked up by their whole content, so sharing them hides
+# nothing of one device from another; each device still reads and verifies its own flash.
+@functools.lru_cache(maxsize=8)  # a few releases at a time
+def _parsed_image(data: bytes, extended_header: bool) -> AppImage:
+    return AppImage.parse(data, extended_header=extended_header)
+
+
+@functools.lru_cache(maxsize=8)  # a few releases at a time
+def _parsed_package(payload: bytes) -> AppPackage:
+    return AppPackage.from_bytes(payload)
+
+
 def verify_app_partition(
     region: EspPartition,
     *,
@@ -62,7 +76,7 @@ def verify_app_partition(
     if region.read(0, 1) != IMAGE_MAGIC_BYTE:
         raise ImageError("no image (bad magic byte)")
     length = image_span(region.read, region.size, extended_header=chip.extended_header)
-    image = AppImage.parse(region.read(0, length), extended_header=chip.extended_header)
+    image = _parsed_image(region.read(0, length), chip.extended_header)
     image.verify(chip_id=chip.chip_id)
     if trusted_key_digests:
         # Secure Boot V2: the signature sector follows the image padded to 4 KiB.
@@ -78,7 +92,7 @@ def verify_app_partition(
         except SignatureError as err:
             raise ImageError(f"secure boot: {err}") from None
     try:
-        package = AppPackage.from_bytes(image.payload)
+        package = _parsed_package(image.payload)
     except InputError as err:
         raise ImageError(f"app package: {err}") from None
     return VerifiedApp(region, image, package)
