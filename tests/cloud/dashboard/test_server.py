@@ -7,9 +7,12 @@ import asyncio
 import http.client
 import json
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from jumpstart.cloud.dashboard import DashboardServer
+from jumpstart.cloud.home import CloudHome
+from jumpstart.cloud.service import CloudService
 from jumpstart.host.device_control import send_command
 from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.device_runner import run_device
@@ -264,3 +267,27 @@ def test_front_panel_of_a_device_on_this_machine(tmp_path: Path) -> None:
                 await asyncio.wait_for(task, 10)
 
     asyncio.run(main())
+
+
+def test_a_client_id_names_its_thing_by_the_shortest_prefix(tmp_path: Path) -> None:
+    home = CloudHome(tmp_path / "cloud")
+    home.ensure()
+    registry = home.registry()
+    for name in ("outlet", "outlet-2", "lamp"):
+        registry.create_thing(name)
+    dashboard = DashboardServer(cast(CloudService, SimpleNamespace(registry=registry, broker=None)))
+    vectors = {
+        "outlet": "outlet",
+        "outlet-2": "outlet",  # "outlet" sorts first and is the shorter prefix
+        "outlet-2-shell": "outlet",
+        "lamp-7f3a": "lamp",
+        "outlets": None,
+        "lam": None,
+        "-": None,
+        "": None,
+    }
+    try:
+        for client_id, thing in vectors.items():
+            assert dashboard._thing_of_client(client_id) == thing, client_id
+    finally:
+        registry.close()

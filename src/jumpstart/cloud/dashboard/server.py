@@ -106,9 +106,13 @@ class DashboardServer(HttpsServer):
         asyncio.get_running_loop().call_soon(self._push, thing)
 
     def _thing_of_client(self, client_id: str) -> str | None:
-        for thing in self._thing_names():
-            if client_id == thing or client_id.startswith(thing + "-"):
-                return thing
+        """The thing a client id names: the id itself or its part before a ``-``, shortest
+        first. One keyed lookup per candidate, not a scan of the registry: this runs on every
+        connect and disconnect of the fleet."""
+        ends = [i for i, char in enumerate(client_id) if char == "-"] + [len(client_id)]
+        for end in ends:
+            if self.cloud.registry.thing(client_id[:end]) is not None:
+                return client_id[:end]
         return None
 
     def _push(self, thing: str) -> None:
