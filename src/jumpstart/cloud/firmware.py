@@ -19,7 +19,7 @@ from pathlib import Path
 import h11
 
 from jumpstart.cloud.home import CloudHome
-from jumpstart.cloud.https_server import HttpsServer, reason_phrase, receive_request
+from jumpstart.cloud.https_server import HttpsServer, receive_request, send_response
 from jumpstart.errors import InputError
 from jumpstart.targets import verified_app_image
 
@@ -163,14 +163,4 @@ class FirmwareServer(HttpsServer):
         self, conn: h11.Connection, writer: asyncio.StreamWriter, status: int, text: str
     ) -> None:
         body = (text + "\n").encode()
-        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
-        writer.write(
-            conn.send(
-                h11.Response(
-                    status_code=status, headers=headers, reason=reason_phrase(status).encode()
-                )
-            )
-        )
-        writer.write(conn.send(h11.Data(data=body)))
-        writer.write(conn.send(h11.EndOfMessage()))
-        await writer.drain()
+        await send_response(conn, writer, status, [("Content-Type", "text/plain")], body)

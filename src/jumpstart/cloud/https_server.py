@@ -19,7 +19,13 @@ from http import HTTPStatus
 
 import h11
 
-__all__ = ["HttpRefusalError", "HttpsServer", "reason_phrase", "receive_request"]
+__all__ = [
+    "HttpRefusalError",
+    "HttpsServer",
+    "reason_phrase",
+    "receive_request",
+    "send_response",
+]
 
 READ_CHUNK = 64 * 1024
 # After a refusal: how long and how much of the client's remaining request is read and dropped.
@@ -152,3 +158,19 @@ async def receive_request(
             return request, bytes(body)
         elif isinstance(event, h11.ConnectionClosed):
             return None, b""
+
+
+async def send_response(
+    conn: h11.Connection,
+    writer: asyncio.StreamWriter,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+) -> None:
+    """One whole response: the headers given, then Content-Length, the body, drained."""
+    headers = [*headers, ("Content-Length", str(len(body)))]
+    reason = reason_phrase(status).encode()
+    writer.write(conn.send(h11.Response(status_code=status, headers=headers, reason=reason)))
+    writer.write(conn.send(h11.Data(data=body)))
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()

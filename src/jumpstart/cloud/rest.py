@@ -37,8 +37,8 @@ from jumpstart.cloud import json_input
 from jumpstart.cloud.https_server import (
     HttpRefusalError,
     HttpsServer,
-    reason_phrase,
     receive_request,
+    send_response,
 )
 from jumpstart.cloud.jobs.model import (
     ALL_THINGS_GROUP,
@@ -161,17 +161,7 @@ class RestServer(HttpsServer):
             if error_type:
                 headers.append(("x-amzn-ErrorType", error_type))
             headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
-            headers.append(("Content-Length", str(len(payload))))
-            writer.write(
-                conn.send(
-                    h11.Response(
-                        status_code=status, headers=headers, reason=reason_phrase(status).encode()
-                    )
-                )
-            )
-            writer.write(conn.send(h11.Data(data=payload)))
-            writer.write(conn.send(h11.EndOfMessage()))
-            await writer.drain()
+            await send_response(conn, writer, status, headers, payload)
             if conn.our_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()

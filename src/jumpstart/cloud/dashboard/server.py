@@ -32,8 +32,8 @@ from jumpstart.cloud.gateway.presence import PRESENCE_PREFIX
 from jumpstart.cloud.https_server import (
     HttpRefusalError,
     HttpsServer,
-    reason_phrase,
     receive_request,
+    send_response,
 )
 from jumpstart.cloud.jobs.model import ALL_THINGS_GROUP, group_arn, thing_arn
 from jumpstart.cloud.policy import Principal
@@ -167,18 +167,8 @@ class DashboardServer(HttpsServer):
                 await self._stream(conn, writer)
                 return
             status, headers, payload = await self.respond(request, body)
-            headers = [
-                *headers,
-                ("Content-Length", str(len(payload))),
-                ("Cache-Control", "no-store"),
-            ]
-            response = h11.Response(
-                status_code=status, headers=headers, reason=reason_phrase(status).encode()
-            )
-            writer.write(conn.send(response))
-            writer.write(conn.send(h11.Data(data=payload)))
-            writer.write(conn.send(h11.EndOfMessage()))
-            await writer.drain()
+            headers = [*headers, ("Cache-Control", "no-store")]
+            await send_response(conn, writer, status, headers, payload)
             if conn.our_state is h11.MUST_CLOSE:
                 return
             conn.start_next_cycle()
