@@ -49,7 +49,7 @@ def fleet_run(
         "connected": summary.final.connected,
         "all_in_sync_s": round(summary.all_in_sync_s, 2),
         "churn_events": summary.churn_events,
-        "connects": summary.connects,
+        "connects": summary.final.connects,
         "errors": summary.final.errors,
         "nvs_intact": summary.nvs_intact,
         "own_flash_kib_per_device": round(summary.own_flash_kib, 1),

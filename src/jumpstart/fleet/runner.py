@@ -59,7 +59,6 @@ class FleetSummary:
     devices: int
     all_in_sync_s: float
     churn_events: int
-    connects: int
     final: FleetStats
     nvs_intact: int
     own_flash_kib: float
@@ -150,7 +149,6 @@ async def run_fleet(options: FleetRunOptions, console: Console, live: bool = Tru
                 options.devices,
                 all_in_sync,
                 churn,
-                final.connects,
                 final,
                 intact,
                 own,
