@@ -73,16 +73,9 @@ def bootloader_build(
         date_time=f"{date} {time}",
         secure_version=secure_version,
     )
-    header = ImageHeader(
-        segment_count=2,
-        entry_addr=chip.bootloader_entry_addr,
-        flash_size=chip.flash_size_code,
-        chip_id=chip.chip_id,
-        extended=chip.extended_header,
-    )
     image = build_bootloader(
         description,
-        header=header,
+        header=chip.image_header(2, chip.bootloader_entry_addr),
         dram_addr=chip.bootloader_dram_addr,
         iram_addr=chip.bootloader_iram_addr,
     )
@@ -111,13 +104,7 @@ def image_build(
             idf_ver=idf_ver or chip.sdk_version,
             secure_version=secure_version,
         )
-        header = ImageHeader(
-            segment_count=1,
-            entry_addr=chip.app_entry_addr,
-            flash_size=chip.flash_size_code,
-            chip_id=chip.chip_id,
-            extended=chip.extended_header,
-        )
+        header = chip.image_header(1, chip.app_entry_addr)
         return AppImage.build_app(
             desc, payload, header=header, load_addr=chip.app_load_addr
         ).to_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jumpstart.errors import InputError
+from jumpstart.formats.app_image import ImageHeader
 
 __all__ = ["ChipProfile", "UnsupportedFeatureError"]
 
@@ -38,6 +39,16 @@ class ChipProfile:
     app_rollback: bool  # otadata entries carry an ota_state (ESP-IDF's app rollback)
     no_bluetooth_reason: str = ""
     no_security_reason: str = ""
+
+    def image_header(self, segment_count: int, entry_addr: int) -> ImageHeader:
+        """The header of an image for this chip (its id, flash size, header format)."""
+        return ImageHeader(
+            segment_count=segment_count,
+            entry_addr=entry_addr,
+            flash_size=self.flash_size_code,
+            chip_id=self.chip_id,
+            extended=self.extended_header,
+        )
 
     def require_bluetooth(self) -> None:
         if not self.has_bluetooth:
