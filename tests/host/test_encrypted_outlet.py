@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import dataclasses
 import datetime as dt
 import io
@@ -31,9 +30,15 @@ from jumpstart.host.device_runner import run_device
 from jumpstart.host.image_tools import image_build
 from jumpstart.host.nvs_parse import parse_image
 from jumpstart.idf.radio import RadioWorld
-from tests.cloud_device import HOME_AP, running_cloud
+from tests.cloud_device import HOME_AP, running_cloud, wait_until
 from tests.espressif_tools import espsecure_flash_data
-from tests.host.mfg.test_factory_line import FCTRY, Console, _provision, _wait
+from tests.host.mfg.factory_helpers import (
+    FCTRY,
+    WAIT_S,
+    Console,
+    manufacture_one,
+    provision_home_ap,
+)
 from tests.idf.device_helpers import APPS
 
 pytestmark = pytest.mark.interop
@@ -61,13 +66,7 @@ def test_encrypted_outlet_end_to_end(
     async def scenario() -> None:
         async with running_cloud(cloud_home) as cloud:
             operator_credentials(cloud_home)
-            port = str(cloud.mqtt_port)
-            args = ["mfg", "credentials", "--count", "1", "--outdir", str(out)]
-            assert await asyncio.to_thread(main, [*args, "--mqtt-port", port]) == 0
-            config, values = str(out / "config.csv"), str(out / "values.csv")
-            generate = ["mfg", "generate", config, values, "outlet", "0x6000", "--outdir", str(out)]
-            assert await asyncio.to_thread(main, [*generate, "--keygen"]) == 0
-            row.update(next(csv.DictReader(io.StringIO(Path(values).read_text()))))
+            row.update(await manufacture_one(out, cloud.mqtt_port, "--keygen"))
             assert main(["device", "create", "dev"]) == 0
             fctry, keys = out / "bin" / "outlet-1.bin", out / "keys" / "keys-outlet-1.bin"
             flash = ["idf", "flash", "--device", "dev", str(app), hex(FCTRY), str(fctry)]
@@ -79,20 +78,20 @@ def test_encrypted_outlet_end_to_end(
             console = Console()
             task = asyncio.create_task(run_device(home.device("dev"), console, world=world))
             try:
-                await _wait(lambda: console.logged("QR payload"))
+                await wait_until(lambda: console.logged("QR payload"), WAIT_S)
                 assert console.logged("Resetting with flash encryption enabled...")
                 assert console.logged('NVS partition "nvs" is encrypted.')
                 assert console.logged(f"Flash encryption mode is {mode.upper()}")
                 assert console.qr()["pop"] == row["pop"]  # read from the encrypted fctry
                 name = console.qr()["name"]
-                assert await asyncio.to_thread(_provision, world, name, row["pop"])
-                await _wait(lambda: console.logged("Shadow in sync"))
+                assert await asyncio.to_thread(provision_home_ap, world, name, row["pop"])
+                await wait_until(lambda: console.logged("Shadow in sync"), WAIT_S)
                 body = json.dumps({"state": {"desired": {"ota_url": url}}}).encode()
                 response = await asyncio.to_thread(
                     shadow_request, cloud_home, "POST", "outlet-1", "", body, cloud.rest_port
                 )
                 assert response.status == 200
-                await _wait(lambda: console.logged("Firmware 2.0.0 confirmed"), 60)
+                await wait_until(lambda: console.logged("Firmware 2.0.0 confirmed"), 60)
             finally:
                 with contextlib.suppress(Exception):
                     await asyncio.to_thread(send_command, home.device("dev"), {"cmd": "stop"})

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import dataclasses
 import datetime as dt
-import io
 import json
 from pathlib import Path
 
@@ -27,8 +25,8 @@ from jumpstart.host.device_runner import run_device
 from jumpstart.host.image_tools import image_build
 from jumpstart.idf.radio import RadioWorld
 from jumpstart.targets import ESP8266
-from tests.cloud_device import HOME_AP, running_cloud
-from tests.host.mfg.test_factory_line import Console, _provision, _wait
+from tests.cloud_device import HOME_AP, running_cloud, wait_until
+from tests.host.mfg.factory_helpers import WAIT_S, Console, manufacture_one, provision_home_ap
 from tests.idf.device_helpers import APPS
 
 WHEN = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
@@ -58,11 +56,7 @@ def test_esp8266_outlet_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     async def scenario() -> None:
         async with running_cloud(cloud_home) as cloud:
             operator_credentials(cloud_home)
-            args = ["mfg", "credentials", "--count", "1", "--outdir", str(out)]
-            assert await asyncio.to_thread(main, [*args, "--mqtt-port", str(cloud.mqtt_port)]) == 0
-            gen = ["mfg", "generate", str(out / "config.csv"), str(out / "values.csv"), "outlet"]
-            assert await asyncio.to_thread(main, [*gen, "0x6000", "--outdir", str(out)]) == 0
-            pop = next(csv.DictReader(io.StringIO((out / "values.csv").read_text())))["pop"]
+            pop = (await manufacture_one(out, cloud.mqtt_port))["pop"]
             assert main(["device", "create", "e8", "--chip", "esp8266"]) == 0
             fctry = str(out / "bin" / "outlet-1.bin")
             assert main(["idf", "flash", "--device", "e8", str(app), hex(FCTRY), fctry]) == 0
@@ -72,23 +66,27 @@ def test_esp8266_outlet_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             folder = home.device("e8")
             task = asyncio.create_task(run_device(folder, console, world=world))
             try:
-                await _wait(lambda: console.logged("QR payload"))
+                await wait_until(lambda: console.logged("QR payload"), WAIT_S)
                 assert console.logged("ets Jan  8 2013,rst cause:1, boot mode:(3,6)")
                 assert console.logged("ESP-IDF v3.4 2nd stage bootloader")
                 assert console.qr()["transport"] == "softap"
-                assert await asyncio.to_thread(_provision, world, console.qr()["name"], pop)
-                await _wait(lambda: console.logged("Shadow in sync"))
+                assert await asyncio.to_thread(provision_home_ap, world, console.qr()["name"], pop)
+                await wait_until(lambda: console.logged("Shadow in sync"), WAIT_S)
                 on = json.dumps({"state": {"desired": {"output": True}}}).encode()
                 await shadow(cloud_home, cloud.rest_port, "POST", on)
-                await _wait(lambda: console.logged("app_driver: Output on"))  # the relay
+                await wait_until(
+                    lambda: console.logged("app_driver: Output on"), WAIT_S
+                )  # the relay
                 body = json.dumps({"state": {"desired": {"ota_url": url}}}).encode()
                 await shadow(cloud_home, cloud.rest_port, "POST", body)
                 # ESP8266_RTOS_SDK has no app rollback: the new release runs, nothing to confirm.
-                await _wait(lambda: console.logged("App version:      2.0.0"), 60)
+                await wait_until(lambda: console.logged("App version:      2.0.0"), 60)
                 booted = next(
                     n for n, x in enumerate(console.lines) if "App version:      2.0.0" in x
                 )
-                await _wait(lambda: any("Shadow in sync" in x for x in console.lines[booted:]))
+                await wait_until(
+                    lambda: any("Shadow in sync" in x for x in console.lines[booted:]), WAIT_S
+                )
                 document = await shadow(cloud_home, cloud.rest_port, "GET")
                 assert document["state"]["reported"]["fw_version"] == "2.0.0"
                 assert document["state"]["reported"]["output"] is True  # kept over the OTA

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import dataclasses
 import datetime as dt
-import io
 import json
 from pathlib import Path
 
@@ -29,8 +27,14 @@ from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.device_runner import run_device
 from jumpstart.host.image_tools import bootloader_build, image_build, image_sign
 from jumpstart.idf.radio import RadioWorld
-from tests.cloud_device import HOME_AP, running_cloud
-from tests.host.mfg.test_factory_line import FCTRY, Console, _provision, _wait
+from tests.cloud_device import HOME_AP, running_cloud, wait_until
+from tests.host.mfg.factory_helpers import (
+    FCTRY,
+    WAIT_S,
+    Console,
+    manufacture_one,
+    provision_home_ap,
+)
 from tests.idf.device_helpers import APPS
 
 WHEN = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
@@ -87,29 +91,25 @@ def test_secured_outlet_over_the_air(tmp_path: Path, monkeypatch: pytest.MonkeyP
     async def scenario() -> None:
         async with running_cloud(cloud_home) as cloud:
             operator_credentials(cloud_home)
-            args = ["mfg", "credentials", "--count", "1", "--outdir", str(out)]
-            assert await asyncio.to_thread(main, [*args, "--mqtt-port", str(cloud.mqtt_port)]) == 0
-            gen = ["mfg", "generate", str(out / "config.csv"), str(out / "values.csv"), "outlet"]
-            assert await asyncio.to_thread(main, [*gen, "0x6000", "--outdir", str(out)]) == 0
+            pop = (await manufacture_one(out, cloud.mqtt_port))["pop"]
             assert main(["device", "create", "dev"]) == 0
             fctry = str(out / "bin" / "outlet-1.bin")
             flash = ["idf", "flash", "--device", "dev", str(app), hex(FCTRY), fctry]
             assert main([*flash, hex(BOOTLOADER_OFFSET), str(loader)]) == 0
             assert main(["security", "enable", "--device", "dev", "--secure-boot"]) == 0
-            pop = next(csv.DictReader(io.StringIO((out / "values.csv").read_text())))["pop"]
             console = Console()
             task = asyncio.create_task(run_device(home.device("dev"), console, world=world))
             try:
-                await _wait(lambda: console.logged("QR payload"))
+                await wait_until(lambda: console.logged("QR payload"), WAIT_S)
                 assert console.logged("Secure boot permanently enabled")
-                assert await asyncio.to_thread(_provision, world, console.qr()["name"], pop)
-                await _wait(lambda: console.logged("Shadow in sync"))
+                assert await asyncio.to_thread(provision_home_ap, world, console.qr()["name"], pop)
+                await wait_until(lambda: console.logged("Shadow in sync"), WAIT_S)
                 await ota(cloud, cloud_home, release("2.0.0", 2), "good.bin")
-                await _wait(lambda: console.logged("Firmware 2.0.0 confirmed"), 60)
+                await wait_until(lambda: console.logged("Firmware 2.0.0 confirmed"), 60)
                 for name, (image, reason) in refusals.items():
                     failures = sum("OTA failed" in line for line in console.lines)
                     await ota(cloud, cloud_home, image, f"{name.replace(' ', '_')}.bin")
-                    await _wait(
+                    await wait_until(
                         lambda n=failures: sum("OTA failed" in x for x in console.lines) > n, 60
                     )
                     status = await reported_status(cloud, cloud_home)

@@ -10,10 +10,7 @@ import contextlib
 import csv
 import http.client
 import io
-import json
-import re
 import ssl
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +23,10 @@ from jumpstart.host.app_build import build_app_image
 from jumpstart.host.device_control import send_command
 from jumpstart.host.device_home import JumpstartHome
 from jumpstart.host.device_runner import run_device
-from jumpstart.host.prov_client import ProvError, ProvOptions, provision
-from jumpstart.host.prov_connect import open_device
+from jumpstart.host.prov_client import ProvError
 from jumpstart.idf.radio import RadioWorld
-from tests.cloud_device import HOME_AP, running_cloud
+from tests.cloud_device import HOME_AP, running_cloud, wait_until
+from tests.host.mfg.factory_helpers import FCTRY, WAIT_S, Console, provision_home_ap
 from tests.idf.device_helpers import APPS
 
 PICKED = (7, 42, 99)
@@ -41,46 +38,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("firmware") / "outlet.bin"
     path.write_bytes(build_app_image(APPS / "outlet"))
     return path
-
-
-FCTRY = 0x340000
-
-
-async def _wait(check: Callable[[], Any], timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-class Console:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
-
-    def logged(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    def qr(self) -> dict[str, Any]:
-        for line in reversed(self.lines):
-            found = re.search(r"QR payload: (\{.*\})", line)
-            if found:
-                return dict(json.loads(found[1]))
-        raise AssertionError("no QR payload")
-
-
-def _provision(world: RadioWorld, name: str, pop: str) -> bool:
-    link = open_device(world, "softap", name)
-    try:
-        options = ProvOptions(
-            pop=pop, ssid=HOME_AP.ssid, passphrase=HOME_AP.password, poll_interval_s=0.1
-        )
-        return provision(link, options, lambda _line: None)
-    finally:
-        link.close()
 
 
 def _rest_status(port: int, cfg: dict[str, Path], ca: Path, thing: str) -> int:
@@ -148,19 +105,21 @@ async def _provision_and_connect(
     out: Path,
 ) -> None:
     for n, console in consoles.items():
-        await _wait(lambda c=console: c.logged("QR payload"))
+        await wait_until(lambda c=console: c.logged("QR payload"), WAIT_S)
         assert console.logged(f"Serial number {rows[n]['serial_no']}")
         assert console.qr()["pop"] == rows[n]["pop"]  # its own PoP, from its fctry
     # Another device's PoP does not open a session.
     first, second = PICKED[0], PICKED[1]
     with pytest.raises(ProvError):
         await asyncio.to_thread(
-            _provision, world, consoles[first].qr()["name"], rows[second]["pop"]
+            provision_home_ap, world, consoles[first].qr()["name"], rows[second]["pop"]
         )
     for n, console in consoles.items():
-        assert await asyncio.to_thread(_provision, world, console.qr()["name"], rows[n]["pop"])
+        assert await asyncio.to_thread(
+            provision_home_ap, world, console.qr()["name"], rows[n]["pop"]
+        )
     for console in consoles.values():
-        await _wait(lambda c=console: c.logged("Shadow in sync"))
+        await wait_until(lambda c=console: c.logged("Shadow in sync"), WAIT_S)
     ca = out / "server.cert"
     for n in PICKED:
         cfg = {"cert": Path(rows[n]["device_cert"]), "key": Path(rows[n]["device_key"])}
@@ -174,8 +133,8 @@ async def _provision_and_connect(
 async def _reset_keeps_identity(console: Console, row: dict[str, str], home: JumpstartHome) -> None:
     console.lines.clear()
     await asyncio.to_thread(send_command, home.device("dev7"), {"cmd": "press", "hold": 3.2})
-    await _wait(lambda: console.logged("Reset to factory"))
-    await _wait(lambda: console.logged("QR payload"))
+    await wait_until(lambda: console.logged("Reset to factory"), WAIT_S)
+    await wait_until(lambda: console.logged("QR payload"), WAIT_S)
     assert console.logged(f"Serial number {row['serial_no']}")
     assert console.qr()["pop"] == row["pop"]
 
@@ -193,7 +152,9 @@ async def _erased_factory_data_stays_offline(
         flash.erase_range(FCTRY, 0x6000)
     console = Console()
     tasks[99] = asyncio.create_task(run_device(folder, console, world=RadioWorld(None, [HOME_AP])))
-    await _wait(lambda: console.logged("No cloud credentials in the factory partition"))
+    await wait_until(
+        lambda: console.logged("No cloud credentials in the factory partition"), WAIT_S
+    )
     await asyncio.sleep(1.0)
     connected = {c.principal.name for c in cloud.broker.connections if c.principal is not None}
     assert "outlet-99" not in connected
@@ -249,14 +210,16 @@ def test_outlet_takes_its_certificate_from_esp_secure_cert(
             console = Console()
             task = asyncio.create_task(run_device(home.device("sc-2"), console, world=world))
             try:
-                await _wait(lambda: console.logged("QR payload"))
+                await wait_until(lambda: console.logged("QR payload"), WAIT_S)
                 row = next(
                     r
                     for r in csv.DictReader(io.StringIO(Path(values).read_text()))
                     if r["id"] == "2"
                 )
-                assert await asyncio.to_thread(_provision, world, console.qr()["name"], row["pop"])
-                await _wait(lambda: console.logged("Shadow in sync"))
+                assert await asyncio.to_thread(
+                    provision_home_ap, world, console.qr()["name"], row["pop"]
+                )
+                await wait_until(lambda: console.logged("Shadow in sync"), WAIT_S)
                 assert console.logged("Certificate and key from the esp_secure_cert partition")
                 connected = {
                     c.principal.name for c in cloud.broker.connections if c.principal is not None
