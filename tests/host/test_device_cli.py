@@ -114,10 +114,10 @@ def test_restart_and_power_cut_boot_again(
     assert '"boot_count": 3' in capsys.readouterr().out
 
 
-def test_monitor_prints_the_guide_lines_and_stops_on_ctrl_c(home: Path, tmp_path: Path) -> None:
-    flashed_device("hello", "1_hello_world", tmp_path)
+def monitor_until(device: str, text: str) -> list[str]:
+    """Boot the device with ``idf monitor`` until a line holds ``text``; its lines."""
     process = subprocess.Popen(
-        [*JUMPSTART, "idf", "monitor", "--device", "hello"],
+        [*JUMPSTART, "idf", "monitor", "--device", device],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -126,12 +126,20 @@ def test_monitor_prints_the_guide_lines_and_stops_on_ctrl_c(home: Path, tmp_path
     lines = []
     for line in process.stdout:
         lines.append(line.rstrip("\n"))
-        if line.startswith("[0] Hello world!"):
+        if text in line:
             break
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=10)
-    assert process.returncode == 0
+    assert process.returncode == 0, err
     assert "Traceback" not in err
+    assert text in "\n".join(lines), "\n".join(lines)
+    return lines
+
+
+def test_monitor_prints_the_guide_lines_and_stops_on_ctrl_c(home: Path, tmp_path: Path) -> None:
+    flashed_device("hello", "1_hello_world", tmp_path)
+    lines = monitor_until("hello", "[0] Hello world!")
+    assert lines[-1].startswith("[0] Hello world!")
     assert any(line.startswith("I (") and "Project name:     hello_world" in line for line in lines)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,29 +20,8 @@ from tests.espressif_tools import (
     espsecure_flash_data,
     sbv2_key_and_digest,
 )
-from tests.host.test_device_cli import JUMPSTART, cli, flashed_device
+from tests.host.test_device_cli import cli, flashed_device, monitor_until
 from tests.idf.device_helpers import APPS
-
-
-def monitor_until(device: str, text: str) -> list[str]:
-    """Boot the device with ``idf monitor`` until a line starts with ``text``; its lines."""
-    process = subprocess.Popen(
-        [*JUMPSTART, "idf", "monitor", "--device", device],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines = []
-    for line in process.stdout:
-        lines.append(line.rstrip("\n"))
-        if text in line:
-            break
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=10)
-    assert process.returncode == 0, err
-    assert text in "\n".join(lines), "\n".join(lines)
-    return lines
 
 
 def refused(args: list[str], capfd: pytest.CaptureFixture[str]) -> str:
