@@ -273,27 +273,25 @@ class ImageHeader:
                 f"not an app image: invalid magic number 0x{magic:02x} "
                 f"(expected 0x{IMAGE_MAGIC:02x})"
             )
-        if not extended:
-            return cls(
-                segment_count=count,
-                flash_mode=mode,
-                flash_speed=size_speed & 0xF,
-                flash_size=size_speed >> 4,
-                entry_addr=entry,
-                chip_id=ChipId.ESP8266,
-                extended=False,
-            )
-        wp, drv, chip, min_rev, min_full, max_full, reserved, hash_appended = (
-            EXTENDED_HEADER_FORMAT.unpack(data[8:HEADER_SIZE])
-        )
-        if hash_appended not in (0, 1):
-            raise ImageError(f"invalid hash_appended byte 0x{hash_appended:02x} (must be 0 or 1)")
-        return cls(
+        short = cls(
             segment_count=count,
             flash_mode=mode,
             flash_speed=size_speed & 0xF,
             flash_size=size_speed >> 4,
             entry_addr=entry,
+            chip_id=ChipId.ESP8266,
+            extended=False,
+        )
+        if not extended:
+            return short
+        wp, drv, chip, min_rev, min_full, max_full, reserved, hash_appended = (
+            EXTENDED_HEADER_FORMAT.unpack(data[8:HEADER_SIZE])
+        )
+        if hash_appended not in (0, 1):
+            raise ImageError(f"invalid hash_appended byte 0x{hash_appended:02x} (must be 0 or 1)")
+        return replace(
+            short,
+            extended=True,
             wp_pin=wp,
             spi_pin_drv=drv,
             chip_id=chip,
