@@ -19,7 +19,7 @@ from pathlib import Path
 import h11
 
 from jumpstart.cloud.home import CloudHome
-from jumpstart.cloud.https_server import HttpsServer, receive_request, send_response
+from jumpstart.cloud.https_server import HttpsServer, requests, send_response, server_connection
 from jumpstart.errors import InputError
 from jumpstart.targets import verified_app_image
 
@@ -122,15 +122,9 @@ class FirmwareServer(HttpsServer):
         """Completed downloads since start (for operators and tests)."""
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-        while True:
-            request, _body = await receive_request(conn, reader, _no_body)
-            if request is None:
-                return
+        conn = server_connection()
+        async for request, _body in requests(conn, reader, _no_body):
             await self._respond(conn, writer, request)
-            if conn.our_state is h11.MUST_CLOSE:
-                return
-            conn.start_next_cycle()
 
     async def _respond(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, request: h11.Request

@@ -1,12 +1,12 @@
 """The asyncio side shared by the cloud's HTTPS servers (REST API, firmware hosting).
 
-A subclass implements ``handle(reader, writer)`` for one connection, usually an h11 loop built
-on :func:`receive_request`; this class tracks connections so ``close()`` ends them. Every
-refusal is answered: a request the handler refuses before it can answer in turn
-(``HttpRefusalError``, e.g. a body over the limit) and a peer that breaks HTTP (no Host, a
-bad or duplicate Content-Length: h11's ``RemoteProtocolError``) get a response with its
-status and ``Connection: close``; only a peer that goes away or breaks TLS is closed without
-one.
+A subclass implements ``handle(reader, writer)`` for one connection, usually a loop over
+:func:`requests` answering each with :func:`send_response`; this class tracks connections so
+``close()`` ends them. Every refusal is answered: a request the handler refuses before it
+can answer in turn (``HttpRefusalError``, e.g. a body over the limit) and a peer that breaks
+HTTP (no Host, a bad or duplicate Content-Length: h11's ``RemoteProtocolError``) get a
+response with its status and ``Connection: close``; only a peer that goes away or breaks TLS
+is closed without one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 
 import h11
@@ -24,7 +24,9 @@ __all__ = [
     "HttpsServer",
     "reason_phrase",
     "receive_request",
+    "requests",
     "send_response",
+    "server_connection",
 ]
 
 READ_CHUNK = 64 * 1024
@@ -32,6 +34,7 @@ READ_CHUNK = 64 * 1024
 DRAIN_S = 1.0
 DRAIN_LIMIT = 1024 * 1024
 IDLE_TIMEOUT_S = 60.0
+MAX_HEAD = 16 * 1024  # request line and headers: h11 refuses more (431)
 
 
 class HttpRefusalError(Exception):
@@ -158,6 +161,28 @@ async def receive_request(
             return request, bytes(body)
         elif isinstance(event, h11.ConnectionClosed):
             return None, b""
+
+
+async def requests(
+    conn: h11.Connection,
+    reader: asyncio.StreamReader,
+    on_body: Callable[[int], None] | None = None,
+) -> AsyncIterator[tuple[h11.Request, bytes]]:
+    """Each request of a keep-alive connection with its body, once the previous one was
+    answered; ends when the client closes or either side asked to close."""
+    while True:
+        request, body = await receive_request(conn, reader, on_body)
+        if request is None:
+            return
+        yield request, body
+        if conn.our_state is h11.MUST_CLOSE:
+            return
+        conn.start_next_cycle()
+
+
+def server_connection() -> h11.Connection:
+    """The server side of one HTTP/1.1 connection, its head bounded by MAX_HEAD."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
 
 
 async def send_response(

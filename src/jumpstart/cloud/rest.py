@@ -37,8 +37,9 @@ from jumpstart.cloud import json_input
 from jumpstart.cloud.https_server import (
     HttpRefusalError,
     HttpsServer,
-    receive_request,
+    requests,
     send_response,
+    server_connection,
 )
 from jumpstart.cloud.jobs.model import (
     ALL_THINGS_GROUP,
@@ -143,11 +144,8 @@ class RestServer(HttpsServer):
     async def _serve_requests(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, der: bytes | None
     ) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-        while True:
-            request, body = await receive_request(conn, reader, _check_body_size)
-            if request is None:
-                return
+        conn = server_connection()
+        async for request, body in requests(conn, reader, _check_body_size):
             # Checked on every request: a certificate revoked since the handshake is refused.
             principal = self.cloud.authenticate(der) if der else None
             status, doc, error_type = self.respond(principal, request, body)
@@ -162,9 +160,6 @@ class RestServer(HttpsServer):
                 headers.append(("x-amzn-ErrorType", error_type))
             headers.append(("x-amzn-RequestId", str(uuid.uuid4())))
             await send_response(conn, writer, status, headers, payload)
-            if conn.our_state is h11.MUST_CLOSE:
-                return
-            conn.start_next_cycle()
 
     # routing -----------------------------------------------------------------------------
 

@@ -32,8 +32,9 @@ from jumpstart.cloud.gateway.presence import PRESENCE_PREFIX
 from jumpstart.cloud.https_server import (
     HttpRefusalError,
     HttpsServer,
-    receive_request,
+    requests,
     send_response,
+    server_connection,
 )
 from jumpstart.cloud.jobs.model import ALL_THINGS_GROUP, group_arn, thing_arn
 from jumpstart.cloud.policy import Principal
@@ -158,20 +159,14 @@ class DashboardServer(HttpsServer):
 
     # -- HTTP ----------------------------------------------------------------------------
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-        while True:
-            request, body = await receive_request(conn, reader, _check_body)
-            if request is None:
-                return
+        conn = server_connection()
+        async for request, body in requests(conn, reader, _check_body):
             if request.target.split(b"?")[0] == b"/api/events" and self._authorized(request):
                 await self._stream(conn, writer)
                 return
             status, headers, payload = await self.respond(request, body)
             headers = [*headers, ("Cache-Control", "no-store")]
             await send_response(conn, writer, status, headers, payload)
-            if conn.our_state is h11.MUST_CLOSE:
-                return
-            conn.start_next_cycle()
 
     def _authorized(self, request: h11.Request) -> bool:
         return self._token_of(request) is not None
