@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from jumpstart.idf.app_context import AppContext
@@ -27,17 +26,31 @@ from ..network import FACTORY_NAMESPACE, FACTORY_PARTITION, init_factory
 
 TAG = "cloud"
 
+# The records below are plain classes with __slots__, not dataclasses: every boot runs this
+# module's body afresh (devices keep no state in common), and @dataclass compiles each class's
+# methods from source at that moment, which was the largest cost of a fleet outlet's boot.
 
-@dataclass(frozen=True)
+
 class CloudCredentials:
     """Where the thing connects and who it is: the guide's five cloud_cfg files."""
 
-    thing: str
-    endpoint: str
-    port: int
-    server_cert: bytes
-    device_cert: bytes
-    device_key: bytes
+    __slots__ = ("device_cert", "device_key", "endpoint", "port", "server_cert", "thing")
+
+    def __init__(
+        self,
+        thing: str,
+        endpoint: str,
+        port: int,
+        server_cert: bytes,
+        device_cert: bytes,
+        device_key: bytes,
+    ) -> None:
+        self.thing = thing
+        self.endpoint = endpoint
+        self.port = port
+        self.server_cert = server_cert
+        self.device_cert = device_cert
+        self.device_key = device_key
 
     @classmethod
     def embedded(cls, ctx: AppContext) -> "CloudCredentials":
@@ -84,21 +97,27 @@ class CloudCredentials:
             return None
 
 
-@dataclass
 class Update:
-    reported: dict[str, Any]
-    desired: dict[str, Any] | None = None
+    """One shadow update to send: reported fields and, when the device decided, desired."""
+
+    __slots__ = ("desired", "reported")
+
+    def __init__(self, reported: dict[str, Any], desired: dict[str, Any] | None = None) -> None:
+        self.reported = reported
+        self.desired = desired
 
 
-@dataclass
 class OutletSync:
     """The reconciliation rules, fed shadow documents and button presses (no I/O)."""
 
-    output: bool
-    pending_since: float | None = None
-    """Wall-clock time of a press made while offline, not yet written to the shadow."""
-    extra: dict[str, Any] = field(default_factory=dict)
-    """Further reported fields (fw_version, ota_url...)."""
+    __slots__ = ("extra", "output", "pending_since")
+
+    def __init__(self, output: bool, extra: dict[str, Any] | None = None) -> None:
+        self.output = output
+        self.pending_since: float | None = None
+        """Wall-clock time of a press made while offline, not yet written to the shadow."""
+        self.extra: dict[str, Any] = extra if extra is not None else {}
+        """Further reported fields (fw_version, ota_url...)."""
 
     def pressed(self, output: bool, now: float, online: bool) -> Update | None:
         self.output = output

@@ -49,6 +49,7 @@ __all__ = [
     "decrypt_image",
     "entry_offset",
     "entry_state",
+    "entry_states",
     "entry_tweak",
     "pack_integer",
     "span_for",
@@ -224,10 +225,21 @@ class PageHeader:
 # -- entry state bitmap ----------------------------------------------------------------------
 
 
+_STATE_OF_BITS = tuple(EntryState(bits) for bits in range(4))  # no Enum lookup per entry
+_STATES_OF_BYTE = tuple(
+    tuple(_STATE_OF_BITS[(byte >> shift) & 0b11] for shift in (0, 2, 4, 6)) for byte in range(256)
+)
+
+
 def entry_state(bitmap: bytes | bytearray, index: int) -> EntryState:
     """State of entry ``index`` in a 32-byte bitmap."""
-    byte = bitmap[index // 4]
-    return EntryState((byte >> (2 * (index % 4))) & 0b11)
+    return _STATE_OF_BITS[(bitmap[index >> 2] >> ((index & 3) << 1)) & 0b11]
+
+
+def entry_states(bitmap: bytes | bytearray, count: int) -> list[EntryState]:
+    """States of entries ``0 .. count-1``, four to a bitmap byte (what a page load scans)."""
+    states = [state for byte in bitmap[: (count + 3) // 4] for state in _STATES_OF_BYTE[byte]]
+    return states[:count]
 
 
 def bitmap_set(bitmap: bytearray, index: int, state: EntryState) -> None:

@@ -30,6 +30,9 @@ def _compiled(source: str, filename: str) -> CodeType:
     return compile(source, filename, "exec")
 
 
+PREFIX = "_jumpstart_app_"  # every boot's top-level package name starts so
+
+
 class _AppFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
     """Finds and loads the modules of one app, all under ``prefix``."""
 
@@ -37,6 +40,7 @@ class _AppFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
         self.prefix = prefix
         self.package = package
         self._packages = package.packages
+        self.loaded: list[str] = []
 
     def _relative(self, fullname: str) -> str | None:
         if fullname == self.prefix:
@@ -75,7 +79,42 @@ class _AppFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
         return _compiled(self.get_source(fullname), f"<{self.package.name}>/{name}.py")
 
     def exec_module(self, module: ModuleType) -> None:
+        self.loaded.append(module.__name__)
         exec(self.get_code(module.__name__), module.__dict__)
+
+
+class _AppImporter(importlib.abc.MetaPathFinder):
+    """The one meta path entry for every loaded app: it hands an import to the app whose
+    prefix it names. One finder per boot on ``sys.meta_path`` would make every import in the
+    process walk all of them (quadratic in a fleet of thousands)."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, _AppFinder] = {}
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if not fullname.startswith(PREFIX):
+            return None
+        finder = self.apps.get(fullname.partition(".")[0])
+        return None if finder is None else finder.find_spec(fullname, path, target)
+
+    def add(self, finder: _AppFinder) -> None:
+        if self not in sys.meta_path:
+            # First, so the path finders never search sys.path for a boot's package.
+            sys.meta_path.insert(0, self)
+        self.apps[finder.prefix] = finder
+
+    def remove(self, finder: _AppFinder) -> None:
+        self.apps.pop(finder.prefix, None)
+
+
+# The import system is one per process; this entry only routes by name, each boot's modules
+# stay its own.
+_IMPORTER = _AppImporter()
 
 
 class LoadedApp:
@@ -83,9 +122,9 @@ class LoadedApp:
 
     def __init__(self, package: AppPackage) -> None:
         self.package = package
-        self.prefix = f"_jumpstart_app_{uuid.uuid4().hex[:12]}"
+        self.prefix = f"{PREFIX}{uuid.uuid4().hex[:12]}"
         self._finder = _AppFinder(self.prefix, package)
-        sys.meta_path.append(self._finder)
+        _IMPORTER.add(self._finder)
         try:
             self.module = importlib.import_module(f"{self.prefix}.{package.entry}")
         except SyntaxError as err:
@@ -101,7 +140,7 @@ class LoadedApp:
         self.app_main: Callable[..., Any] = main
 
     def unload(self) -> None:
-        if self._finder in sys.meta_path:
-            sys.meta_path.remove(self._finder)
-        for name in [n for n in sys.modules if n == self.prefix or n.startswith(self.prefix + ".")]:
-            del sys.modules[name]
+        _IMPORTER.remove(self._finder)
+        for name in self._finder.loaded:
+            sys.modules.pop(name, None)
+        self._finder.loaded.clear()

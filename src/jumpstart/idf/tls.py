@@ -7,6 +7,7 @@ CA; there is no option to skip that check, only (for IP-address endpoints) the h
 
 from __future__ import annotations
 
+import os
 import ssl
 import tempfile
 from collections.abc import Sequence
@@ -35,18 +36,33 @@ def client_context(
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = check_hostname
     if cert_pem and key_pem:
-        # The ssl module loads credentials only from files; they live there for one call.
-        with tempfile.TemporaryDirectory() as folder:
-            cert, key = Path(folder, "cert.pem"), Path(folder, "key.pem")
-            cert.write_bytes(cert_pem)
-            key.write_bytes(key_pem)
-            try:
-                context.load_cert_chain(cert, key)
-            except ssl.SSLError as err:
-                raise EspError(
-                    EspErr.ESP_ERR_INVALID_ARG,
-                    f"the device certificate and key do not load ({err.reason})",
-                ) from None
+        try:
+            _load_cert_chain(context, cert_pem, key_pem)
+        except ssl.SSLError as err:
+            raise EspError(
+                EspErr.ESP_ERR_INVALID_ARG,
+                f"the device certificate and key do not load ({err.reason})",
+            ) from None
     if alpn:
         context.set_alpn_protocols(list(alpn))
     return context
+
+
+def _load_cert_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """The ssl module loads credentials only from files: an anonymous in-memory file where
+    the OS has them (no key ever touches a disk, and a fleet booting thousands of devices
+    makes no directories), else a temporary directory for the one call."""
+    pem = cert_pem.rstrip(b"\0") + b"\n" + key_pem.rstrip(b"\0")
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("esp-tls-credentials", os.MFD_CLOEXEC)
+        try:
+            with os.fdopen(os.dup(fd), "wb") as file:
+                file.write(pem)
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "credentials.pem")
+        path.write_bytes(pem)
+        context.load_cert_chain(path)

@@ -42,6 +42,7 @@ from jumpstart.formats.nvs import (
     bitmap_word_offset,
     entry_offset,
     entry_state,
+    entry_states,
     payload_entries,
     span_for,
 )
@@ -127,9 +128,9 @@ class NvsPage:
         self._bitmap = bytearray(self.partition.read_raw(self.base + BITMAP_OFFSET, BITMAP_SIZE))
         end = ENTRY_COUNT
         if self.state is PageState.ACTIVE:
-            self.next_free = next(
-                (i for i in range(ENTRY_COUNT) if self.entry_state(i) is EntryState.EMPTY),
-                ENTRY_COUNT,
+            states = entry_states(self._bitmap, ENTRY_COUNT)
+            self.next_free = (
+                states.index(EntryState.EMPTY) if EntryState.EMPTY in states else ENTRY_COUNT
             )
             # An entry written just before power was lost has no bitmap bits yet.
             while self.next_free < ENTRY_COUNT:
@@ -174,7 +175,7 @@ class NvsPage:
         self._count()
 
     def _count(self) -> None:
-        states = [self.entry_state(i) for i in range(ENTRY_COUNT)]
+        states = entry_states(self._bitmap, ENTRY_COUNT)
         self.used_count = states.count(EntryState.WRITTEN)
         self.erased_count = states.count(EntryState.ERASED) + states.count(EntryState.ILLEGAL)
 
