@@ -12,6 +12,7 @@ from rich.console import Console
 
 from jumpstart.cli_util import command_group
 from jumpstart.errors import InputError
+from jumpstart.fleet.bench import FleetBenchOptions, print_bench, run_bench
 from jumpstart.fleet.runner import FleetRunOptions, parse_rate, run_fleet
 
 fleet_app = command_group(
@@ -61,4 +62,45 @@ def fleet_run(
         for key, value in report.items():
             console.print(f"{key:<26} {value}")
     if not summary.ok:
+        raise typer.Exit(1)
+
+
+@fleet_app.command("bench")
+def fleet_bench(
+    devices: Annotated[int, typer.Option("--devices", help="How many outlets")] = 1000,
+    broker: Annotated[
+        str, typer.Option("--broker", help="embedded (the gateway) or mosquitto")
+    ] = "embedded",
+    toggles: Annotated[int, typer.Option("--toggles", help="Toggles measured per path")] = 300,
+    toggle_rate: Annotated[
+        float, typer.Option("--toggle-rate", help="Toggles per second while measuring")
+    ] = 100.0,
+    storm: Annotated[
+        bool, typer.Option("--storm/--no-storm", help="Stop and restart the cloud at the end")
+    ] = True,
+    apps: Annotated[Path, typer.Option("--apps", help="The repository's apps/ folder")] = Path(
+        "apps"
+    ),
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object for machines")] = False,
+) -> None:
+    """Measure the cloud under DEVICES outlets: boot and connect time, peak connects/s,
+    toggles REST -> relay and MQTT -> relay at the GPIO, memory per device, the raw broker
+    round trip in the same run, and a reconnect storm. Exit 1 if not every device came back."""
+    if not 1 <= devices <= 20_000:
+        raise InputError("--devices must be between 1 and 20000")
+    if broker not in ("embedded", "mosquitto"):
+        raise InputError(f"--broker {broker!r}: use embedded or mosquitto")
+    if not 1 <= toggles <= 100_000 or not 0 < toggle_rate <= 10_000:
+        raise InputError("--toggles must be 1..100000 and --toggle-rate 0..10000 per second")
+    if not (apps / "outlet" / "app.toml").is_file():
+        raise InputError(f"{apps} holds no outlet app; run this from the repository or give --apps")
+    options = FleetBenchOptions(devices, apps.resolve(), broker, toggles, toggle_rate, storm)
+    console = Console(stderr=True)
+    report = asyncio.run(run_bench(options, console))
+    if json_out:
+        print(json.dumps(report.to_json()))
+    else:
+        print_bench(report, Console())
+    back = report.storm is None or report.storm.left_behind == 0
+    if report.connected != devices or not back:
         raise typer.Exit(1)

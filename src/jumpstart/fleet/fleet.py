@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jumpstart.cloud.home import CloudHome
+from jumpstart.errors import InputError
 from jumpstart.formats.nvs import FormatVersion
 from jumpstart.formats.partition_table import PartitionTable
 from jumpstart.host.app_build import load_app_package
@@ -33,7 +35,15 @@ from jumpstart.idf.flash import SharedImage, SparseFlash
 from jumpstart.idf.radio import AccessPoint, RadioWorld
 from jumpstart.idf.wifi import NVS_NAMESPACE, NVS_PASSWORD_KEY, NVS_SSID_KEY
 
-__all__ = ["HOME_AP", "Announced", "Fleet", "FleetDevice", "FleetStats", "build_fleet"]
+__all__ = [
+    "HOME_AP",
+    "Announced",
+    "Fleet",
+    "FleetDevice",
+    "FleetStats",
+    "build_fleet",
+    "open_files_for",
+]
 
 FLASH_SIZE = 4 * 1024 * 1024
 BOOTLOADER_OFFSET, TABLE_OFFSET, OTA_0 = 0x1000, 0x8000, 0x20000
@@ -59,7 +69,7 @@ class Announced:
         elif "mqtt_client: Connected" in line:
             self.connected = True
             self.connects += 1
-        elif "mqtt_client: Disconnected" in line or "rst:" in line:
+        elif "mqtt_client: Reconnecting" in line or "rst:" in line:
             self.connected = self.in_sync = False
         elif line.startswith("E ("):
             self.errors += 1
@@ -90,6 +100,29 @@ class FleetStats:
     in_sync: int
     errors: int
     connects: int
+
+
+FILES_HEADROOM = 1024  # the cloud's servers, stores, logs, and the odd extra connection
+
+
+def open_files_for(devices: int, sockets_per_device: int) -> int:
+    """Make room for the fleet's sockets: raise this process's open-file limit (soft, and the
+    hard one where allowed); a limit that cannot be raised is an InputError saying what to
+    run. Returns the soft limit now in force."""
+    needed = devices * sockets_per_device + FILES_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(hard, needed)))
+    except (ValueError, OSError):
+        if hard < needed:
+            raise InputError(
+                f"{devices} devices need {needed} open files and this shell allows {hard}: "
+                f"run `ulimit -n {needed}` as root first, or use fewer devices"
+            ) from None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return needed
 
 
 def _wifi_nvs(ap: AccessPoint) -> bytes:
@@ -160,6 +193,16 @@ class Fleet:
             self.tasks.append(asyncio.create_task(member.device.run()))
             if stagger_s:
                 await asyncio.sleep(stagger_s)
+
+    @property
+    def shared_bytes(self) -> int:
+        """The flash image every member boots, held once."""
+        images = {
+            id(m.device.flash.base): m.device.flash.base
+            for m in self.members
+            if isinstance(m.device.flash, SparseFlash) and m.device.flash.base is not None
+        }
+        return sum(image.nbytes for image in images.values())
 
     def stats(self) -> FleetStats:
         members = self.members

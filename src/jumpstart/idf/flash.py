@@ -304,6 +304,11 @@ class SharedImage:
             if sector != erased:  # erased sectors are implicit
                 self.sectors[index] = sector
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the image holds (its non-erased sectors)."""
+        return len(self.sectors) * SECTOR_SIZE
+
 
 _ERASED_SECTOR = b"\xff" * SECTOR_SIZE
 
