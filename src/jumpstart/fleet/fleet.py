@@ -36,19 +36,18 @@ from jumpstart.idf.radio import AccessPoint, RadioWorld
 from jumpstart.idf.wifi import NVS_NAMESPACE, NVS_PASSWORD_KEY, NVS_SSID_KEY
 
 __all__ = [
-    "HOME_AP",
     "Announced",
     "Fleet",
     "FleetDevice",
     "FleetStats",
     "build_fleet",
+    "home_ap",
     "open_files_for",
 ]
 
 FLASH_SIZE = 4 * 1024 * 1024
 BOOTLOADER_OFFSET, TABLE_OFFSET, OTA_0 = 0x1000, 0x8000, 0x20000
 NVS_OFFSET, FCTRY_OFFSET = 0x9000, 0x340000
-HOME_AP = AccessPoint("FleetNet", "fleet-password-1")
 MAC_BASE = 0x240AC4000000  # Espressif's OUI; device n gets MAC_BASE + n
 BUILD_TIME = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)  # the fleet's release, built once
 
@@ -75,13 +74,21 @@ class Announced:
             self.errors += 1
 
 
+def home_ap(n: int) -> AccessPoint:
+    """Outlet ``n``'s home network: every outlet lives in a home of its own, so one home's
+    Wi-Fi outage is one device's."""
+    return AccessPoint(f"home-{n:05d}", f"home-password-{n:05d}")
+
+
 @dataclass(slots=True)
 class FleetDevice:
-    """One outlet of the fleet."""
+    """One outlet of the fleet, its home network and the PoP on its box label."""
 
     thing: str
     device: Device
     state: Announced
+    home: AccessPoint
+    pop: str
 
     @property
     def connected(self) -> bool:
@@ -157,25 +164,27 @@ def build_fleet(
     provisioned: bool = True,
 ) -> list[FleetDevice]:
     """``count`` outlets: identities and factory images from the manufacturing tools (the
-    things registered in the cloud), each on a copy-on-write flash over one shared image."""
+    things registered in the cloud), each on a copy-on-write flash over one shared image,
+    each with its home AP added to ``world``; ``provisioned``: that network already in NVS."""
     factory = workdir / "factory"
     run_credentials(CredentialsJob(cloud_home, count, factory, mqtt_port=mqtt_port))
     config = read_config(factory / "config.csv")
     values = read_values(factory / "values.csv", config)
     run_mfg(MfgJob(config, values, "outlet", "0x6000", factory))
     image = _shared_image(apps)
-    wifi = _wifi_nvs(HOME_AP) if provisioned else None
     fleet = []
-    for n in range(1, count + 1):
+    for n, row in enumerate(values.devices, 1):
+        home = home_ap(n)
+        world.add(home)
         flash = SparseFlash(FLASH_SIZE, base=image)
         flash.write(FCTRY_OFFSET, (factory / "bin" / f"outlet-{n}.bin").read_bytes())
-        if wifi is not None:
-            flash.write(NVS_OFFSET, wifi)
+        if provisioned:
+            flash.write(NVS_OFFSET, _wifi_nvs(home))
         mac = (MAC_BASE + n).to_bytes(6, "big")
         state = Announced()
-        thing = f"outlet-{n}"
+        thing = row.cells["device_id"]
         device = Device(thing, flash, VirtualEfuse(mac), console=state.console, world=world)
-        fleet.append(FleetDevice(thing, device, state))
+        fleet.append(FleetDevice(thing, device, state, home, row.cells["pop"]))
     return fleet
 
 

@@ -45,7 +45,7 @@ from jumpstart.formats.mqtt.client import (
 from jumpstart.formats.mqtt.codec import MqttError
 from jumpstart.idf.event import EventLoop
 from jumpstart.idf.log import EspLog
-from jumpstart.idf.tls import client_context
+from jumpstart.idf.tls import TlsConnection, client_context, open_tls_connection
 from jumpstart.idf.wifi import IpEvent, Wifi, WifiEvent
 
 __all__ = ["EspMqttClient", "MqttConfig", "MqttEvent", "MqttEventData"]
@@ -166,7 +166,7 @@ class EspMqttClient:
         )
         self._network_up = asyncio.Event()
         self._kick = asyncio.Event()
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: TlsConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._handlers: list[Any] = []
         self._announced = False  # CONNECTED was posted and DISCONNECTED not yet
@@ -305,9 +305,8 @@ class EspMqttClient:
         config = self.config
         timeout = config.network_timeout_ms / 1000
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(
-                config.host, config.port, ssl=self._context, server_hostname=config.host
-            )
+            writer = await open_tls_connection(config.host, config.port, self._context)
+            reader = writer
         sock = writer.get_extra_info("socket")
         if sock is not None:
             # A device's small request/response exchanges must not wait for Nagle.
@@ -317,8 +316,14 @@ class EspMqttClient:
         self._flush()
         connack_deadline = self._now() + timeout
         while True:
+            wake = self.mqtt.next_tick()
+            if self.mqtt.state is ClientState.CONNECTING:
+                wake = connack_deadline
+            # Sleep until the state machine has work (a ping due, CONNACK overdue), not
+            # polling every TICK_S: a fleet of thousands of quiet clients stays idle.
+            quiet = TICK_S if wake is None else max(TICK_S, wake - self._now())
             try:
-                async with asyncio.timeout(TICK_S):
+                async with asyncio.timeout(quiet):
                     data = await reader.read(READ_SIZE)
             except TimeoutError:
                 data = None

@@ -14,7 +14,7 @@ import os
 import tempfile
 import tomllib
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -134,8 +134,32 @@ class RadioWorld:
         self._aps: dict[str, AccessPoint] = {ap.ssid: ap for ap in aps or []}
         self._adverts: dict[str, BleAdvert] = {}
         self._stamp: tuple[int, int] | None = None
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
         if path is not None:
             self.reload()
+
+    # -- watching ----------------------------------------------------------------------
+    @property
+    def pushes_changes(self) -> bool:
+        """In memory, every change is made here and ``listen`` hears it; a file-backed world
+        is also changed by other processes, which only polling ``reload`` sees."""
+        return self.path is None
+
+    def listen(self, ssid: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from whichever thread made the change) when AP ``ssid``
+        changes through this object."""
+        self._listeners.setdefault(ssid, []).append(callback)
+
+    def unlisten(self, ssid: str, callback: Callable[[], None]) -> None:
+        callbacks = self._listeners.get(ssid, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+        if not callbacks:
+            self._listeners.pop(ssid, None)
+
+    def _changed(self, ssid: str) -> None:
+        for callback in tuple(self._listeners.get(ssid, ())):
+            callback()
 
     # -- reading -----------------------------------------------------------------------
     def reload(self) -> bool:
@@ -234,15 +258,18 @@ class RadioWorld:
             if ap.ssid in self._aps:
                 raise InputError(f"an AP named {ap.ssid!r} already exists; remove it first")
             self._aps[ap.ssid] = ap
+        self._changed(ap.ssid)
 
     def remove(self, ssid: str) -> None:
         with self._change():
             self._require(ssid)
             del self._aps[ssid]
+        self._changed(ssid)
 
     def set_up(self, ssid: str, up: bool) -> None:
         with self._change():
             self._aps[ssid] = replace(self._require(ssid), up=up)
+        self._changed(ssid)
 
     def host(self, ap: AccessPoint) -> None:
         """Publish a device's SoftAP, replacing one it left behind; another owner's SSID is
@@ -253,16 +280,19 @@ class RadioWorld:
                 owner = f"device {current.device!r}" if current.device else "the world"
                 raise InputError(f"SSID {ap.ssid!r} is already used by {owner}")
             self._aps[ap.ssid] = ap
+        self._changed(ap.ssid)
 
     def unhost(self, ssid: str, device: str) -> None:
         with self._change():
             current = self._aps.get(ssid)
             if current is not None and current.device == device:
                 del self._aps[ssid]
+        self._changed(ssid)
 
     def set_endpoint(self, ssid: str, endpoint: str | None) -> None:
         with self._change():
             self._aps[ssid] = replace(self._require(ssid), endpoint=endpoint)
+        self._changed(ssid)
 
     def join(self, ssid: str, mac: str, password: str = "") -> AccessPoint:
         """A station joins a device's SoftAP (what a phone does before provisioning)."""
@@ -277,13 +307,15 @@ class RadioWorld:
                     raise InputError(f"AP {ssid!r} already has {ap.max_connection} stations")
                 ap = replace(ap, stations=(*ap.stations, mac))
                 self._aps[ssid] = ap
-            return ap
+        self._changed(ssid)
+        return ap
 
     def leave(self, ssid: str, mac: str) -> None:
         with self._change():
             ap = self._aps.get(ssid)
             if ap is not None and mac in ap.stations:
                 self._aps[ssid] = replace(ap, stations=tuple(m for m in ap.stations if m != mac))
+        self._changed(ssid)
 
     def _require(self, ssid: str) -> AccessPoint:
         ap = self._aps.get(ssid)

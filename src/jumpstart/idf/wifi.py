@@ -19,6 +19,7 @@ Station credentials set while the storage is FLASH (the default) persist in NVS 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from enum import Enum, IntEnum, auto
 
@@ -189,6 +190,9 @@ class Wifi:
         self._attempt: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._backoff = 0.0
+        self._world_changed: asyncio.Event | None = None
+        self._followed: set[str] = set()  # APs whose changes wake the watcher (in memory)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def set_mode(self, mode: WifiMode) -> None:
         self.mode = mode
@@ -266,7 +270,9 @@ class Wifi:
         if self.mode in (WifiMode.AP, WifiMode.APSTA):
             self.start_ap()
         self.started = True
-        self._watch = asyncio.get_running_loop().create_task(self._watch_world())
+        self._loop = asyncio.get_running_loop()
+        self._world_changed = asyncio.Event()
+        self._watch = self._loop.create_task(self._watch_world())
         if self.mode in (WifiMode.STA, WifiMode.APSTA):
             self.events.post(WifiEvent.STA_START)
 
@@ -291,6 +297,7 @@ class Wifi:
             raise EspError(EspErr.ESP_ERR_INVALID_ARG, str(err)) from None
         self.ap_running = True
         self._ap_stations = ()
+        self._follow(config.ssid)
         self.log.i(TAG, f"SoftAP {config.ssid!r} started on channel {config.channel}")
         self.events.post(WifiEvent.AP_START)
 
@@ -320,6 +327,8 @@ class Wifi:
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
+        for ssid in list(self._followed):
+            self._unfollow(ssid)
         self.stop_ap()
         if self.started:
             self.connected_to = self.ip = None
@@ -331,6 +340,7 @@ class Wifi:
         """Take the SoftAP down (mode back to STA on a running driver)."""
         if self.ap_running and self.ap_config is not None:
             self.ap_running = False
+            self._unfollow(self.ap_config.ssid)
             try:
                 self.world.unhost(self.ap_config.ssid, self.device)
             except InputError as err:
@@ -379,6 +389,7 @@ class Wifi:
             self._failed(config.ssid, WifiReason.AUTH_FAIL)
             return
         self.connected_to = ap.ssid
+        self._follow(ap.ssid)
         self.log.i(
             TAG,
             f"connected with {ap.ssid}, aid = 1, channel {ap.channel}, BW20, bssid = {ap.bssid}",
@@ -401,15 +412,40 @@ class Wifi:
     def _lost(self, reason: WifiReason) -> None:
         ssid = self.connected_to or ""
         self.connected_to = None
+        if not (self.ap_running and self.ap_config is not None and self.ap_config.ssid == ssid):
+            self._unfollow(ssid)
         if self.ip is not None:
             self.ip = None
             self.events.post(IpEvent.STA_LOST_IP)
         self.log.i(TAG, f"state: run -> init (reason {reason.value} {reason.name})")
         self.events.post(WifiEvent.STA_DISCONNECTED, StaDisconnected(ssid, reason))
 
+    # -- the world's changes: pushed for an in-memory world, else polled -------------------
+    def _follow(self, ssid: str) -> None:
+        if self.world.pushes_changes and ssid not in self._followed:
+            self._followed.add(ssid)
+            self.world.listen(ssid, self._poke)
+
+    def _unfollow(self, ssid: str) -> None:
+        if ssid in self._followed:
+            self._followed.discard(ssid)
+            self.world.unlisten(ssid, self._poke)
+
+    def _poke(self) -> None:
+        # Changes may come from another thread (a provisioning client joining the SoftAP).
+        if self._loop is not None and self._world_changed is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._loop.call_soon_threadsafe(self._world_changed.set)
+
     async def _watch_world(self) -> None:
+        changed = self._world_changed
         while True:
-            await asyncio.sleep(WORLD_POLL_S)
+            if self.world.pushes_changes and changed is not None:
+                # Thousands of devices in one process: wake on a change, never poll.
+                await changed.wait()
+                changed.clear()
+            else:
+                await asyncio.sleep(WORLD_POLL_S)
             if self.connected_to is None and not self.ap_running:
                 continue
             self._reload_world()
