@@ -117,6 +117,11 @@ def config_text(home: CloudHome, folder: Path, host: str, port: int) -> str:
         "log_type warning",
         "log_type notice",
         "max_connections -1",
+        # The engines take every device's requests over one connection: with mosquitto's
+        # defaults (20 in flight, 1,000 queued per client) a fleet reconnecting at once had
+        # its QoS 1 shadow requests dropped. Devices' own queues stay small in practice.
+        "max_inflight_messages 1000",
+        "max_queued_messages 100000",
     ]
     if os.geteuid() == 0:
         # Run as root, mosquitto drops to user 'mosquitto', which cannot read our key files.

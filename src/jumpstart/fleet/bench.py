@@ -29,7 +29,7 @@ from jumpstart.cloud.home import CloudHome, RunningEndpoints
 from jumpstart.cloud.registry import Role
 from jumpstart.errors import InputError
 from jumpstart.fleet.cloud_process import CloudProcess
-from jumpstart.fleet.fleet import Fleet, build_fleet, open_files_for
+from jumpstart.fleet.fleet import Fleet, build_fleet, collector_for_fleets, open_files_for
 from jumpstart.fleet.toggles import Percentiles, RestClient, client_context, relay_switch
 from jumpstart.idf.radio import RadioWorld
 
@@ -259,22 +259,23 @@ async def run_bench(options: FleetBenchOptions, console: Console) -> FleetBenchR
                 world=RadioWorld(None),
             )  # fmt: skip
             fleet = Fleet(members)
-            await _boot(report, fleet, cloud, console)
-            if report.connected == options.devices:
-                console.print(
-                    f"all {options.devices} in sync in {report.all_in_sync_s} s; "
-                    "measuring toggles..."
-                )
-                try:
-                    await _measure_toggles(options, report, fleet, endpoints, home, *clients)
-                    for client in clients:
-                        client.close()
-                    clients = []
-                    if options.storm:
-                        report.storm = await _storm(options, fleet, cloud, console)
-                except (OSError, RuntimeError, TimeoutError, InputError) as err:
-                    # What was measured so far is still the report; say what stopped it.
-                    report.notes.append(f"stopped: {type(err).__name__}: {err}")
+            with collector_for_fleets():
+                await _boot(report, fleet, cloud, console)
+                if report.connected == options.devices:
+                    console.print(
+                        f"all {options.devices} in sync in {report.all_in_sync_s} s; "
+                        "measuring toggles..."
+                    )
+                    try:
+                        await _measure_toggles(options, report, fleet, endpoints, home, *clients)
+                        for client in clients:
+                            client.close()
+                        clients = []
+                        if options.storm:
+                            report.storm = await _storm(options, fleet, cloud, console)
+                    except (OSError, RuntimeError, TimeoutError, InputError) as err:
+                        # What was measured so far is still the report; say what stopped it.
+                        report.notes.append(f"stopped: {type(err).__name__}: {err}")
         finally:
             for client in clients:
                 client.close()

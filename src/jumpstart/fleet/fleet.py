@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,7 @@ __all__ = [
     "FleetDevice",
     "FleetStats",
     "build_fleet",
+    "collector_for_fleets",
     "home_ap",
     "open_files_for",
 ]
@@ -130,6 +132,28 @@ def open_files_for(devices: int, sockets_per_device: int) -> int:
             ) from None
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
     return needed
+
+
+# A booting fleet allocates millions of objects that live as long as the fleet; with the
+# collector's default (a young collection every 700 net allocations, older ones scanning the
+# whole heap in proportion) a quarter of the boot went to collections that found nothing.
+FLEET_GC_THRESHOLDS = (50_000, 20, 20)
+
+
+@contextlib.contextmanager
+def collector_for_fleets() -> Iterator[None]:
+    """Tune the cyclic garbage collector for a fleet's lifetime: what exists now (the built
+    fleet, imported code) is frozen out of its scans and young collections run less often;
+    both are restored after. For the process that runs the fleet (a ``fleet`` command)."""
+    before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*FLEET_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def _wifi_nvs(ap: AccessPoint) -> bytes:

@@ -23,7 +23,14 @@ from jumpstart.cloud.admin import operator_credentials
 from jumpstart.cloud.home import CloudHome
 from jumpstart.errors import InputError
 from jumpstart.fleet.cloud_process import CloudProcess
-from jumpstart.fleet.fleet import Fleet, FleetDevice, FleetStats, build_fleet, open_files_for
+from jumpstart.fleet.fleet import (
+    Fleet,
+    FleetDevice,
+    FleetStats,
+    build_fleet,
+    collector_for_fleets,
+    open_files_for,
+)
 from jumpstart.fleet.provisioning import provision_all
 from jumpstart.fleet.toggles import Percentiles, RestClient, client_context, relay_switch
 from jumpstart.idf.flash import SparseFlash
@@ -219,7 +226,8 @@ async def run_fleet(options: FleetRunOptions, console: Console, live: bool = Tru
             if cloud.dashboard:
                 console.print(f"dashboard: {cloud.dashboard}")
             fleet = Fleet(members)
-            await _run(options, summary, fleet, world, home, endpoints.rest_port, console, live)
+            with collector_for_fleets():
+                await _run(options, summary, fleet, world, home, endpoints.rest_port, console, live)
         finally:
             if fleet is not None:
                 await fleet.stop()

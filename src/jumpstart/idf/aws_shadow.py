@@ -6,11 +6,18 @@ accepted, or None when the thing has no shadow yet), each delta that is newer th
 device already wrote, and rejections. Stale deltas are dropped by version: a delta whose
 version is not above the version of the device's own last accepted update was produced
 before that update, so applying it would undo the device's newer change.
+
+A ``get`` with no answer (a broker that dropped it under load) or answered with a
+retryable rejection (429 throttled, 5xx) is asked again after a timeout that doubles, with
+jitter, up to a cap, while the connection lasts: a fleet reconnecting at once must not leave
+devices that never learn their desired state.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +33,9 @@ __all__ = ["ShadowClient", "ShadowHandlers"]
 
 TAG = "shadow"
 NOT_FOUND = 404  # get/rejected when the thing has no shadow yet
+RETRYABLE = frozenset({429, 500, 503})  # throttled, or the service failed: ask again
+GET_TIMEOUT_S = 10.0  # no get reply within this: ask again (doubling, jittered, capped)
+GET_TIMEOUT_CAP_S = 80.0
 
 
 @dataclass
@@ -60,6 +70,9 @@ class ShadowClient:
         self.synced = False
         """A document was received on the current connection."""
         self._tokens: set[str] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self._wait_s = GET_TIMEOUT_S
+        self._rng = random.Random()
         self._topics = {
             shadow_topic(thing, ShadowOp.UPDATE, "delta"): self._delta,
             shadow_topic(thing, ShadowOp.GET, "accepted"): self._get_accepted,
@@ -77,9 +90,29 @@ class ShadowClient:
         return token
 
     def get(self) -> None:
-        """Ask for the document (the reply arrives through ``on_document``)."""
+        """Ask for the document (the reply arrives through ``on_document``); asked again
+        if no answer comes (module doc)."""
         payload = json.dumps({"clientToken": self._token()})
         self.mqtt.publish(shadow_topic(self.thing, ShadowOp.GET), payload, qos=1)
+        self._arm_retry()
+
+    def _arm_retry(self) -> None:
+        self._cancel_retry()
+        wait = self._wait_s * self._rng.uniform(0.75, 1.25)
+        self._retry = asyncio.get_running_loop().call_later(wait, self._ask_again)
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    def _ask_again(self) -> None:
+        self._retry = None
+        if self.synced or not self.mqtt.connected:
+            return
+        self._wait_s = min(GET_TIMEOUT_CAP_S, self._wait_s * 2)
+        self.log.w(TAG, "no reply to the shadow get: asking again")
+        self.get()
 
     def update(
         self, reported: dict[str, Any] | None = None, desired: dict[str, Any] | None = None
@@ -98,10 +131,12 @@ class ShadowClient:
     def _on_event(self, event: Enum, data: Any) -> None:
         if event is MqttEvent.CONNECTED:
             self.synced = False
+            self._wait_s = GET_TIMEOUT_S
             # The subscriptions went out first on this connection; the reply cannot be missed.
             self.get()
         elif event is MqttEvent.DISCONNECTED:
             self.synced = False
+            self._cancel_retry()
         elif event is MqttEvent.DATA:
             assert isinstance(data, MqttEventData)
             handler = self._topics.get(data.topic)
@@ -130,6 +165,7 @@ class ShadowClient:
             return  # another client's get
         self._seen(document)
         self.synced = True
+        self._cancel_retry()
         self.handlers.on_document(document)
 
     def _get_rejected(self, document: dict[str, Any]) -> None:
@@ -138,8 +174,14 @@ class ShadowClient:
         code = document.get("code")
         if code == NOT_FOUND:
             self.synced = True
+            self._cancel_retry()
             self.handlers.on_document(None)
-        elif self.handlers.on_rejected is not None:
+            return
+        if code in RETRYABLE:
+            self._arm_retry()  # the armed timeout asks again
+        else:
+            self._cancel_retry()
+        if self.handlers.on_rejected is not None:
             self.handlers.on_rejected("get", int(code or 0), str(document.get("message", "")))
 
     def _update_accepted(self, document: dict[str, Any]) -> None:

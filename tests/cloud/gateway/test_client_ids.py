@@ -80,3 +80,26 @@ def test_another_things_name_is_not_authorized_in_both_versions() -> None:
         ack, connection = _connack(DEVICE, Connect(client_id="lamp-2", protocol_version=version))
         assert ack.reason_code == code
         assert connection.state is State.CLOSED
+
+
+def test_who_is_online_follows_connects_take_overs_and_closes() -> None:
+    broker = Broker(owner_of=lambda name: name if name in REGISTERED else None)
+
+    def connect(principal: Principal, client_id: str) -> ClientConnection:
+        connection = ClientConnection(broker, BufferLink(), principal)
+        connection.receive_data(encode_packet(Connect(client_id=client_id), V311))
+        assert connection.state is State.CONNECTED
+        return connection
+
+    first = connect(DEVICE, "lamp")
+    second = connect(DEVICE, "lamp-jobs")  # a second connection of its own
+    phone = connect(APP, "phone")
+    assert broker.online == {"lamp": 2, "phone": 1}
+    again = connect(DEVICE, "lamp")  # takes the session over from the first
+    assert first.state is State.CLOSED
+    assert broker.online == {"lamp": 2, "phone": 1}
+    for connection in (second, again):
+        connection.connection_lost()
+    assert broker.online == {"phone": 1}
+    phone.connection_lost()
+    assert broker.online == {}

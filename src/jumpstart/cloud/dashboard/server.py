@@ -128,23 +128,20 @@ class DashboardServer(HttpsServer):
 
     def _online(self) -> set[str]:
         broker = self.cloud.broker
-        if broker is None:
-            return set()
-        return {
-            c.principal.name
-            for c in broker.connections
-            if c.principal is not None and c.session is not None
-        }
+        return set() if broker is None else set(broker.online)
+
+    def _is_online(self, thing: str) -> bool:
+        broker = self.cloud.broker
+        return broker is not None and thing in broker.online
 
     def snapshot(self, thing: str, online: set[str] | None = None) -> dict[str, Any]:
         reply = self.cloud.shadows.handle(ShadowTopic(thing, "", ShadowOp.GET), b"", via_mqtt=False)
         state = reply.body.get("state", {}) if reply.status == 200 else {}
         reported = state.get("reported", {}) if isinstance(state, dict) else {}
         desired = state.get("desired", {}) if isinstance(state, dict) else {}
-        online = self._online() if online is None else online
         return {
             "name": thing,
-            "online": thing in online,
+            "online": self._is_online(thing) if online is None else thing in online,
             "output": reported.get("output"),
             "desired_output": desired.get("output"),
             "fw_version": reported.get("fw_version"),

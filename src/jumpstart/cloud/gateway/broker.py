@@ -9,6 +9,7 @@ handler says so (AWS delivers jobs replies without a subscription, spec/cloud.md
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -83,6 +84,9 @@ class Broker:
             topic: Outgoing(topic, payload, qos, True) for topic, (payload, qos) in stored.items()
         }
         self.connections: set[ClientConnection] = set()
+        # Principal name -> its connections that hold a session: "is this thing online?" in
+        # one lookup, not a scan of every connection (the dashboard asks on each event).
+        self.online: Counter[str] = Counter()
         self.routed = 0
         self.presence = Presence()
         # In-process listeners (the dashboard): they see every message as it is routed.
@@ -115,6 +119,14 @@ class Broker:
         session.connection = connection
         session.disconnected_at = None
         return session, present
+
+    def note_online(self, principal: str) -> None:
+        self.online[principal] += 1
+
+    def note_offline(self, principal: str) -> None:
+        self.online[principal] -= 1
+        if self.online[principal] <= 0:
+            del self.online[principal]
 
     def detach(self, session: Session) -> None:
         session.connection = None

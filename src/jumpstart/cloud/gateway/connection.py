@@ -175,6 +175,8 @@ class ClientConnection:
 
     def taken_over(self) -> None:
         """Another connection claimed this client id (AWS drops the older one)."""
+        if self.session is not None and self.principal is not None:
+            self.broker.note_offline(self.principal.name)
         self.session = None  # the new connection owns it now
         self.ending = DisconnectReason.DUPLICATE_CLIENTID
         self._fail(ReasonCode.SESSION_TAKEN_OVER)
@@ -292,6 +294,7 @@ class ClientConnection:
             self, client_id, packet.clean_start, expiry, session_key(principal.name, client_id)
         )
         self.session = session
+        self.broker.note_online(principal.name)
         self.state = State.CONNECTED
         properties: dict[PropertyId, object] = {}
         if v5:
@@ -407,6 +410,8 @@ class ClientConnection:
         self.state = State.CLOSED
         self.broker.connections.discard(self)
         session, self.session = self.session, None
+        if session is not None and self.principal is not None:
+            self.broker.note_offline(self.principal.name)
         if session is not None and session.connection is self:
             self.broker.detach(session)
         will, self.will = self.will, None
