@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from jumpstart.cli_util import command_group
+from jumpstart.cloud.endpoints import parse_broker
 from jumpstart.errors import InputError
 from jumpstart.fleet.bench import FleetBenchOptions, print_bench, run_bench
 from jumpstart.fleet.runner import FleetRunOptions, parse_rate, run_fleet
@@ -39,8 +40,17 @@ def fleet_run(
         str, typer.Option("--toggle-rate", help="REST toggles of random outlets, e.g. 10/s")
     ] = "0/s",
     broker: Annotated[
-        str, typer.Option("--broker", help="embedded (the gateway) or mosquitto")
+        str,
+        typer.Option(
+            "--broker",
+            help="embedded (the gateway), mosquitto, or mqtts://HOST:PORT (a broker that trusts"
+            " the cloud in --home)",
+        ),
     ] = "embedded",
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="With an mqtts:// broker: the jumpstart home of its cloud"),
+    ] = None,
     provision: Annotated[
         bool,
         typer.Option("--provision", help="Devices start unprovisioned: SoftAP, Security 1, PoP"),
@@ -52,7 +62,9 @@ def fleet_run(
 ) -> None:
     """Boot DEVICES outlets made by the factory tools, connected to a cloud started here;
     provision, toggle and churn them; end with every device back in sync, or exit 1."""
-    _check_fleet(devices, broker, apps)
+    _check_fleet(devices, broker, apps, external=True)
+    if home is not None and not broker.startswith("mqtts://"):
+        raise InputError("--home is for an mqtts:// broker; the others get a cloud of their own")
     if duration <= 0:
         raise InputError("--duration must be positive")
     options = FleetRunOptions(
@@ -63,6 +75,7 @@ def fleet_run(
         parse_rate(toggle_rate),
         broker,
         provision,
+        home.resolve() if home is not None else None,
     )
     console = Console(stderr=json_out)
     summary = asyncio.run(run_fleet(options, console, live=not json_out))
@@ -93,11 +106,14 @@ def fleet_run(
         raise typer.Exit(1)
 
 
-def _check_fleet(devices: int, broker: str, apps: Path) -> None:
+def _check_fleet(devices: int, broker: str, apps: Path, *, external: bool = False) -> None:
     if not 1 <= devices <= MAX_DEVICES:
         raise InputError(f"--devices must be between 1 and {MAX_DEVICES}")
-    if broker not in BROKERS:
-        raise InputError(f"--broker {broker!r}: use {' or '.join(BROKERS)}")
+    if external and broker.startswith("mqtts://"):
+        parse_broker(broker)  # an InputError saying how to write it
+    elif broker not in BROKERS:
+        also = " or mqtts://HOST:PORT" if external else ""
+        raise InputError(f"--broker {broker!r}: use {' or '.join(BROKERS)}{also}")
     if not (apps / "outlet" / "app.toml").is_file():
         raise InputError(f"{apps} holds no outlet app; run this from the repository or give --apps")
 

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from jumpstart.cloud.home import CloudHome
 from jumpstart.errors import InputError
 from jumpstart.fleet.runner import Churn, parse_rate
+from tests.cloud.cloud_process import serve
 from tests.system_tools import require
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,6 +69,26 @@ def test_a_fleet_on_mosquitto_survives_churn() -> None:
     assert report["churn_events"] >= 10
 
 
+def test_a_fleet_joins_a_cloud_that_already_runs_on_its_broker(tmp_path: Path) -> None:
+    require("mosquitto")
+    server = serve(tmp_path, broker="mosquitto")  # the user's cloud, on mosquitto
+    try:
+        endpoint = f"mqtts://localhost:{server.mqtt_port}"
+        done = fleet(
+            "run", "--devices", "12", "--duration", "10", "--churn", "1/s", "--toggle-rate",
+            "2/s", "--broker", endpoint, "--home", str(tmp_path), "--json",
+        )  # fmt: skip
+        report = report_of(done)
+        assert report["in_sync"] == report["nvs_intact"] == 12
+        assert report["toggles"] >= 5  # through that cloud's REST API
+        with CloudHome(tmp_path / "cloud").registry() as registry:
+            left = [t.name for t in registry.things() if t.name.startswith("fleet")]
+        assert left == []  # the run's things are gone again
+    finally:
+        server.process.terminate()
+        server.process.wait(30)
+
+
 def test_bench_reports_what_a_cloud_team_asks() -> None:
     done = fleet("bench", "--devices", "20", "--toggles", "20", "--json", timeout=400)
     report = report_of(done)
@@ -91,6 +113,9 @@ def test_bench_reports_what_a_cloud_team_asks() -> None:
         ["run", "--toggle-rate", "-1/s"],
         ["run", "--duration", "0"],
         ["run", "--broker", "rabbitmq"],
+        ["run", "--broker", "mqtts://"],
+        ["run", "--broker", "mqtts://localhost:1"],  # no --home
+        ["run", "--home", "/tmp"],  # --home without an external broker
         ["run", "--apps", "/nonexistent"],
         ["bench", "--devices", "-5"],
         ["bench", "--toggles", "0"],

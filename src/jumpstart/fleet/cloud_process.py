@@ -9,17 +9,22 @@ stopped like any user's cloud (the reconnect storm stops it and starts it on the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from jumpstart.children import die_with_parent
+from jumpstart.cloud.endpoints import parse_broker
 from jumpstart.cloud.home import CloudHome, RunningEndpoints
 from jumpstart.errors import InputError
 
-__all__ = ["CloudProcess"]
+__all__ = ["CloudProcess", "FleetCloud", "fleet_cloud"]
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -105,3 +110,70 @@ def _rss_anon_kib(pid: int) -> int:
         if line.startswith("RssAnon:"):
             return int(line.split()[1])
     return 0
+
+
+@dataclass(frozen=True)
+class FleetCloud:
+    """Where a fleet's devices and its toggles go, and the names its things get."""
+
+    home: CloudHome
+    host: str
+    mqtt_port: int
+    rest_port: int
+    prefix: str
+    dashboard: str | None
+
+
+@contextlib.asynccontextmanager
+async def fleet_cloud(
+    broker: str, workdir: Path, home_root: Path | None
+) -> AsyncIterator[FleetCloud]:
+    """The cloud a fleet runs against. ``embedded`` or ``mosquitto``: a new cloud in
+    ``workdir``, in its own process. ``mqtts://HOST:PORT``: a broker elsewhere that trusts
+    the cloud in ``home_root`` (as ``cloud serve --broker mqtts://`` requires); that cloud's
+    running process is used if there is one, else one is started with its engines attached
+    to the broker. Its registry gets the fleet's things under a name of this run, and loses
+    them again at the end."""
+    mode = parse_broker(broker)
+    if mode.kind != "mqtts":
+        home = CloudHome(workdir / "cloud")
+        home.ensure()
+        cloud = CloudProcess(home, broker, workdir / "cloud.log")
+        endpoints = await cloud.start()
+        try:
+            yield FleetCloud(
+                home,
+                "localhost",
+                endpoints.mqtt_port,
+                endpoints.rest_port,
+                "outlet",
+                cloud.dashboard,
+            )
+        finally:
+            await cloud.stop()
+        return
+    if home_root is None:
+        raise InputError(
+            f"--broker {broker} needs --home: the jumpstart home whose cloud it trusts"
+        )
+    home = CloudHome(home_root / "cloud")
+    if not home.ca_pem.is_file():
+        raise InputError(
+            f"no cloud in {home_root} (no {home.ca_pem}): run `jumpstart cloud serve` there once"
+        )
+    prefix = f"fleet{secrets.token_hex(3)}"
+    started: CloudProcess | None = None
+    running = home.running_endpoints()
+    if running is None:
+        started = CloudProcess(home, broker, workdir / "cloud.log")
+        running = await started.start()
+    try:
+        dashboard = started.dashboard if started is not None else None
+        yield FleetCloud(home, mode.host, mode.port, running.rest_port, prefix, dashboard)
+    finally:
+        if started is not None:
+            await started.stop()
+        with home.registry() as registry:
+            for thing in registry.things():
+                if thing.name.startswith(prefix + "-"):
+                    registry.delete_thing(thing.name)

@@ -186,22 +186,28 @@ def build_fleet(
     *,
     world: RadioWorld,
     provisioned: bool = True,
+    endpoint: str = "localhost",
+    prefix: str = "outlet",
 ) -> list[FleetDevice]:
     """``count`` outlets: identities and factory images from the manufacturing tools (the
-    things registered in the cloud), each on a copy-on-write flash over one shared image,
-    each with its home AP added to ``world``; ``provisioned``: that network already in NVS."""
+    things ``{prefix}-N`` registered in the cloud, reaching MQTT at ``endpoint:mqtt_port``),
+    each on a copy-on-write flash over one shared image, each with its home AP added to
+    ``world``; ``provisioned``: that network already in NVS."""
     factory = workdir / "factory"
-    run_credentials(CredentialsJob(cloud_home, count, factory, mqtt_port=mqtt_port))
+    job = CredentialsJob(
+        cloud_home, count, factory, prefix=prefix, endpoint=endpoint, mqtt_port=mqtt_port
+    )
+    run_credentials(job)
     config = read_config(factory / "config.csv")
     values = read_values(factory / "values.csv", config)
-    run_mfg(MfgJob(config, values, "outlet", "0x6000", factory))
+    run_mfg(MfgJob(config, values, prefix, "0x6000", factory))
     image = _shared_image(apps)
     fleet = []
     for n, row in enumerate(values.devices, 1):
         home = home_ap(n)
         world.add(home)
         flash = SparseFlash(FLASH_SIZE, base=image)
-        flash.write(FCTRY_OFFSET, (factory / "bin" / f"outlet-{n}.bin").read_bytes())
+        flash.write(FCTRY_OFFSET, (factory / "bin" / f"{prefix}-{n}.bin").read_bytes())
         if provisioned:
             flash.write(NVS_OFFSET, _wifi_nvs(home))
         mac = (MAC_BASE + n).to_bytes(6, "big")

@@ -22,7 +22,7 @@ from rich.table import Table
 from jumpstart.cloud.admin import operator_credentials
 from jumpstart.cloud.home import CloudHome
 from jumpstart.errors import InputError
-from jumpstart.fleet.cloud_process import CloudProcess
+from jumpstart.fleet.cloud_process import fleet_cloud
 from jumpstart.fleet.fleet import (
     Fleet,
     FleetDevice,
@@ -75,6 +75,7 @@ class FleetRunOptions:
     toggle_per_s: float = 0.0
     broker: str = "embedded"
     provision: bool = False
+    home: Path | None = None  # the jumpstart home whose cloud an mqtts:// broker trusts
     seed: int = 1
 
 
@@ -209,29 +210,27 @@ async def run_fleet(options: FleetRunOptions, console: Console, live: bool = Tru
     it for the duration, let it settle, and report."""
     open_files_for(options.devices, 1)
     summary = FleetSummary(options.devices, options.broker)
+    fleet: Fleet | None = None
     with tempfile.TemporaryDirectory(prefix="jumpstart-fleet-") as work:
         workdir = Path(work)
-        home = CloudHome(workdir / "cloud")
-        home.ensure()
-        cloud = CloudProcess(home, options.broker, workdir / "cloud.log")
-        endpoints = await cloud.start()
-        fleet: Fleet | None = None
-        try:
+        async with fleet_cloud(options.broker, workdir, options.home) as cloud:
             world = RadioWorld(None)
             console.print(f"making {options.devices} outlets with the factory tools...")
             members = await asyncio.to_thread(
-                build_fleet, home, endpoints.mqtt_port, options.devices, options.apps, workdir,
-                world=world, provisioned=not options.provision,
+                build_fleet, cloud.home, cloud.mqtt_port, options.devices, options.apps, workdir,
+                world=world, provisioned=not options.provision, endpoint=cloud.host,
+                prefix=cloud.prefix,
             )  # fmt: skip
             if cloud.dashboard:
                 console.print(f"dashboard: {cloud.dashboard}")
             fleet = Fleet(members)
-            with collector_for_fleets():
-                await _run(options, summary, fleet, world, home, endpoints.rest_port, console, live)
-        finally:
-            if fleet is not None:
+            try:
+                with collector_for_fleets():
+                    await _run(
+                        options, summary, fleet, world, cloud.home, cloud.rest_port, console, live
+                    )
+            finally:
                 await fleet.stop()
-            await cloud.stop()
     if fleet is not None:
         summary.nvs_intact = sum(_nvs_kept(m) for m in fleet.members)
         flashes = [m.device.flash for m in fleet.members]
