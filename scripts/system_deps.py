@@ -38,6 +38,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     # Debian starts mosquitto as a service on install; the tests run instances of their own.
     Requirement("mosquitto", "the external broker mode", files=("/usr/sbin/mosquitto",)),
     Requirement("mosquitto-clients", "mosquitto_pub/_sub with a thing's files", ("mosquitto_pub",)),
+    # A single binary; the tests run their own servers and clusters from generated configs.
+    Requirement("nats-server", "the NATS cluster mode", files=("/usr/sbin/nats-server",)),
     # The tests start a throwaway cluster (initdb), so the packaged service need not run.
     Requirement(
         "postgresql", "the shared store's backend", files=("/usr/lib/postgresql/*/bin/initdb",)

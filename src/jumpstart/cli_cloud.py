@@ -34,6 +34,7 @@ from jumpstart.cloud.endpoints import (
 )
 from jumpstart.cloud.firmware import FirmwareStore, firmware_url
 from jumpstart.cloud.home import CloudHome, default_home
+from jumpstart.cloud.nats import nats_config, nats_nodes, registry_view
 from jumpstart.cloud.registry import Role
 from jumpstart.cloud.service import CloudConfig, CloudService, open_stores
 from jumpstart.errors import InputError
@@ -152,6 +153,42 @@ def cert_revoke_cmd(certificate_id: str) -> None:
     with _home().registry() as registry:
         registry.revoke(certificate_id)
     _out().print(f"revoked {certificate_id}")
+
+
+@cloud_app.command("nats-config")
+def nats_config_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for n1.conf, n2.conf, ...")],
+    nodes: Annotated[int, typer.Option("--nodes", help="Servers in the cluster")] = 3,
+    host: Annotated[str, typer.Option("--host", help="The address the servers listen on")] = (
+        "127.0.0.1"
+    ),
+    base_port: Annotated[
+        int,
+        typer.Option(
+            "--base-port", help="Client ports from here; MQTT at +1000, cluster routes at +2000"
+        ),
+    ] = 14222,
+) -> None:
+    """nats-server configurations for a cluster carrying this cloud's MQTT: the cloud's CA
+    and server certificate, each certificate mapped to a user with its thing's permissions,
+    only active certificates accepted, JetStream for MQTT sessions."""
+    if not 1 <= nodes <= 9:
+        raise InputError("--nodes must be between 1 and 9")
+    if not 1024 <= base_port <= 65535 - 2000 - nodes:
+        raise InputError(f"--base-port must be between 1024 and {65535 - 2000 - nodes}")
+    home = _home()
+    home.ensure()
+    with home.registry() as registry:
+        view = registry_view(registry)
+    cluster = nats_nodes(nodes, host, base_port)
+    out.mkdir(parents=True, exist_ok=True)
+    for node in cluster:
+        path = out / f"{node.name}.conf"
+        path.write_text(nats_config(home, out.resolve(), node, cluster, view))
+        _out().print(
+            f"wrote {path}: MQTT mqtts://{host}:{node.mqtt_port}, clients {host}:{node.client_port}"
+        )
+    _out().print(f"start each with: nats-server -c {out / 'n1.conf'}  (and n2, n3, ...)")
 
 
 @cloud_app.command("serve")
