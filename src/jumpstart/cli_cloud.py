@@ -208,8 +208,8 @@ def serve_cmd(
         str,
         typer.Option(
             "--broker",
-            help="embedded (the built-in gateway), mosquitto (started and configured here)"
-            " or mqtts://HOST:PORT (a broker that runs elsewhere)",
+            help="embedded (the built-in gateway), mosquitto or nats (started and configured"
+            " here) or mqtts://HOST:PORT (a broker that runs elsewhere)",
         ),
     ] = "embedded",
     shard: Annotated[
@@ -245,9 +245,11 @@ def serve_cmd(
             out.print(f"[bold]jumpstart cloud[/] data in {home.path}")
             mode = config.broker
             endpoint = str(mode) if mode.kind == "mqtts" else f"mqtts://localhost:{cloud.mqtt_port}"
-            out.print(f"  MQTT (mutual TLS)  {endpoint}  [{mode.kind}]")
+            out.print(f"  MQTT (mutual TLS)  {endpoint}  \\[{mode.kind}]")
             if cloud.mosquitto is not None:
                 out.print(f"  mosquitto config   {cloud.mosquitto.config_path}")
+            if cloud.nats is not None:
+                out.print(f"  nats-server config {cloud.nats.config_path}")
             out.print(f"  REST (mutual TLS)  https://localhost:{cloud.rest_port}")
             out.print(f"  Firmware (HTTPS)   https://localhost:{cloud.firmware_port}/firmware/")
             out.print(f"  CA for clients     {home.ca_pem}")

@@ -68,12 +68,13 @@ async def listen_on(port: int, option: str, start: Awaitable[int]) -> int:
 
 EMBEDDED = "embedded"
 MOSQUITTO = "mosquitto"
+NATS = "nats"
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerMode:
-    """``embedded`` (the gateway), ``mosquitto`` (started by the cloud) or an external
-    broker at ``host:port``."""
+    """``embedded`` (the gateway), ``mosquitto`` or ``nats`` (started by the cloud) or an
+    external broker at ``host:port``."""
 
     kind: str
     host: str = ""
@@ -88,7 +89,7 @@ class BrokerMode:
 
 
 def parse_broker(text: str) -> BrokerMode:
-    if text in (EMBEDDED, MOSQUITTO):
+    if text in (EMBEDDED, MOSQUITTO, NATS):
         return BrokerMode(text)
     url = urlsplit(text)
     if url.scheme == "mqtts" and url.hostname and not url.path.strip("/"):
@@ -98,7 +99,9 @@ def parse_broker(text: str) -> BrokerMode:
             port = 0
         if port:
             return BrokerMode("mqtts", url.hostname, port)
-    raise InputError(f"unknown broker {text!r}: use 'embedded', 'mosquitto' or mqtts://HOST:PORT")
+    raise InputError(
+        f"unknown broker {text!r}: use 'embedded', 'mosquitto', 'nats' or mqtts://HOST:PORT"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,22 +12,27 @@ Several nodes form a cluster over routes on loopback (or a host's address).
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import contextlib
 import json
+import shutil
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
+from jumpstart.children import die_with_parent
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import CertStatus, Registry, Role
 from jumpstart.cloud.topics import REQUEST_FILTERS
+from jumpstart.errors import InputError
 
 __all__ = [
+    "NatsError",
     "NatsNode",
+    "NatsServer",
     "RegistryView",
-    "certificate_pin",
+    "find_nats_server",
     "mqtt_to_subject",
     "nats_config",
     "nats_nodes",
@@ -36,6 +41,9 @@ __all__ = [
 ]
 
 CLUSTER_NAME = "jumpstart"
+NATS_PATHS = ("/usr/sbin/nats-server", "/usr/local/bin/nats-server")  # Debian's first
+START_TIMEOUT_S = 10.0
+REGISTRY_POLL_S = 1.0  # a revocation is in force within about this
 # JetStream's own subjects an MQTT client uses for QoS 1 subscriptions and its session
 # (nats-server 2.9: without them "Unable to create subscription for JetStream consumer").
 MQTT_INTERNAL_SUBSCRIBE = "$MQTT.sub.>"
@@ -43,33 +51,24 @@ MQTT_INTERNAL_SUBSCRIBE = "$MQTT.sub.>"
 
 @dataclass(frozen=True)
 class RegistryView:
-    """What the configuration says of the registry: who may connect and as what."""
+    """What the configuration says of the registry: who may connect and as what. A name is
+    a user while it has an active certificate: revoking its last one removes the user."""
 
     principals: dict[str, Role]  # apps and admins with an active certificate
-    things: tuple[str, ...]
-    active: tuple[str, ...]  # nats-server's pins of the active certificates
-
-
-def certificate_pin(pem: bytes) -> str:
-    """nats-server's ``pinned_certs`` entry: SHA-256 of the certificate's public key info
-    (DER), hex. Every certificate the registry issues has a key of its own, so the pin
-    names one certificate."""
-    cert = x509.load_pem_x509_certificate(pem)
-    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(spki).hexdigest()
+    things: tuple[str, ...]  # things with an active certificate
 
 
 def registry_view(registry: Registry) -> RegistryView:
     principals: dict[str, Role] = {}
-    active = []
+    things: set[str] = set()
     for record in registry.certificates():
         if record.status is not CertStatus.ACTIVE:
             continue
-        active.append(certificate_pin(record.pem))
-        if record.role is not Role.DEVICE:
+        if record.role is Role.DEVICE:
+            things.add(record.principal)
+        else:
             principals[record.principal] = record.role
-    things = tuple(thing.name for thing in registry.things())
-    return RegistryView(principals, things, tuple(sorted(active)))
+    return RegistryView(principals, tuple(sorted(things)))
 
 
 @dataclass(frozen=True)
@@ -155,8 +154,11 @@ def nats_config(
     home: CloudHome, folder: Path, node: NatsNode, nodes: list[NatsNode], view: RegistryView
 ) -> str:
     """nats-server's configuration for ``node`` of ``nodes`` (one node: no cluster block).
-    Only the registry's active certificates are accepted (``pinned_certs``): a revoked one
-    fails the TLS handshake, even where its name has another certificate still active."""
+
+    Revocation is by name: nats-server 2.9 maps a certificate to a user by its subject
+    (``CN=<name>``) and cannot reload an MQTT listener's TLS settings (``pinned_certs``
+    there would need a restart, dropping every connection), so a name leaves the users when
+    its last active certificate is revoked."""
     users = [_user(name, role) for name, role in sorted(view.principals.items())]
     users += [_user(thing, Role.DEVICE) for thing in view.things]
     tls = [
@@ -164,7 +166,6 @@ def nats_config(
         f"key_file: {json.dumps(str(home.server_key))}",
         f"ca_file: {json.dumps(str(home.ca_pem))}",
         "verify_and_map: true",
-        f"pinned_certs: {json.dumps(list(view.active))}",
     ]
     lines = [
         "# Written by jumpstart from the cloud's registry; edits are overwritten.",
@@ -192,3 +193,123 @@ def nats_config(
             "}",
         ]
     return "\n".join(lines) + "\n"
+
+
+class NatsError(InputError):
+    """nats-server is missing or did not start."""
+
+
+def find_nats_server() -> Path:
+    for candidate in (shutil.which("nats-server"), *NATS_PATHS):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    raise NatsError("nats-server is not installed: apt-get install nats-server (or make test)")
+
+
+class NatsServer:
+    """One nats-server configured from the cloud's home and registry, run as a child process
+    (``cloud serve --broker nats``). A registry change (new things and certificates, a
+    revocation) rewrites the configuration and restarts the server (``follow``)."""
+
+    def __init__(self, home: CloudHome, registry: Registry, host: str, mqtt_port: int) -> None:
+        self.home = home
+        self.registry = registry
+        self.folder = home.path / "nats"
+        self.node = NatsNode(
+            "n1", host, _free_port(host), mqtt_port or _free_port(host), _free_port(host)
+        )
+        self.port = self.node.mqtt_port
+        self.config_path = self.folder / "n1.conf"
+        self.process: asyncio.subprocess.Process | None = None
+        self._view: RegistryView | None = None
+        self._watcher: asyncio.Task[None] | None = None
+
+    def write_files(self) -> bool:
+        """Write the configuration if the registry changed; True if it did."""
+        view = registry_view(self.registry)
+        if view == self._view:
+            return False
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = nats_config(self.home, self.folder, self.node, [self.node], view)
+        self.config_path.write_text(text)
+        self._view = view
+        return True
+
+    async def start(self) -> None:
+        self.write_files()
+        await self._spawn()
+        self._watcher = asyncio.create_task(self._watch_registry())
+
+    async def _spawn(self) -> None:
+        binary = find_nats_server()
+        log = self.folder / "nats.log"
+        with log.open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                str(binary),
+                "-c",
+                str(self.config_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                preexec_fn=die_with_parent,  # ends with the cloud, freeing the ports
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.returncode is not None:
+                break
+            if await self._listening():
+                return
+            await asyncio.sleep(0.05)
+        await self._stop_process()
+        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+        raise NatsError(
+            f"nats-server did not start on {self.node.host}:{self.port}: {tail or 'no log'}"
+            " (is the port free? choose another with --mqtt-port PORT)"
+        )
+
+    async def _listening(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection(self.node.host, self.port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    async def follow(self) -> None:
+        """Bring the server in step with the registry. nats-server 2.9 can reload users and
+        permissions, but after such a reload every MQTT client it mapped from a certificate
+        is cut off without a word (it logs "found in connect proto, but user required from
+        cert" and routes nothing to or from them again): so a change restarts the server,
+        and clients reconnect with their backoff to their sessions, kept in JetStream."""
+        if self.write_files():
+            await self._stop_process()
+            await self._spawn()
+
+    async def _watch_registry(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTRY_POLL_S)
+            with contextlib.suppress(NatsError):  # tried again at the next change
+                await self.follow()
+
+    async def _stop_process(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                await process.wait()
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+        await self._stop_process()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

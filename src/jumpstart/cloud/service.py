@@ -39,6 +39,7 @@ from jumpstart.cloud.jobs.mqtt import JobsRequests
 from jumpstart.cloud.jobs.service import JobsService
 from jumpstart.cloud.jobs.store import JobStore, SqliteJobStore
 from jumpstart.cloud.mosquitto import Mosquitto
+from jumpstart.cloud.nats import NatsServer
 from jumpstart.cloud.pki import certificate_id
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.registry import CertStatus, Registry
@@ -122,6 +123,7 @@ class CloudService:
         self.gateway: GatewayServer | None = None
         self.link: BrokerLink | None = None
         self.mosquitto: Mosquitto | None = None
+        self.nats: NatsServer | None = None
         self.retained: SqliteRetainedStore | None = None
         self.bus: MessageBus
         if self.config.broker.external:
@@ -159,6 +161,9 @@ class CloudService:
         if mode.kind == "mosquitto":
             self.mosquitto = Mosquitto(self.home, self.registry, config.host, config.mqtt_port)
             address = BrokerAddress(config.host, self.mosquitto.port)
+        elif mode.kind == "nats":
+            self.nats = NatsServer(self.home, self.registry, config.host, config.mqtt_port)
+            address = BrokerAddress(config.host, self.nats.port)
         else:
             address = BrokerAddress(mode.host, mode.port)
         shard = self.config.shard
@@ -196,6 +201,8 @@ class CloudService:
             assert self.link is not None
             if self.mosquitto is not None:
                 await self.mosquitto.start()
+            if self.nats is not None:
+                await self.nats.start()
             try:
                 await self.link.start(self.config.broker_timeout_s)
             except BaseException:
@@ -256,6 +263,8 @@ class CloudService:
             await self.link.close()
         if self.mosquitto is not None:
             await self.mosquitto.close()
+        if self.nats is not None:
+            await self.nats.close()
 
     async def close(self) -> None:
         for task in (self._sweeper, self._revocations):
