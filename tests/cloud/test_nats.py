@@ -140,13 +140,25 @@ def running(ids: Identities, nodes: list[NatsNode]) -> Iterator[list[subprocess.
 class Client:
     """A paho MQTT 3.1.1 client (nats-server 2.9 speaks no MQTT 5) with its certificate."""
 
-    def __init__(self, ids: Identities, creds: tuple[Path, Path], node: NatsNode) -> None:
+    def __init__(
+        self,
+        ids: Identities,
+        creds: tuple[Path, Path],
+        node: NatsNode,
+        client_id: str | None = None,
+        protocol: int = paho.MQTTv311,
+        clean: bool = True,
+    ) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.subacks: list[list[int]] = []
-        self.refused: BaseException | None = None
+        self.disconnects = 0
         self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=creds[0].stem, protocol=paho.MQTTv311
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or creds[0].stem,
+            protocol=protocol,
+            clean_session=clean if protocol != paho.MQTTv5 else None,
         )
+        self.client.on_disconnect = lambda *_args: self._disconnected()
         self.client.tls_set(
             ca_certs=str(ids.home.ca_pem), certfile=str(creds[0]), keyfile=str(creds[1])
         )
@@ -169,9 +181,12 @@ class Client:
             self.client.loop_stop()
         assert not refused, "no CONNACK, or CONNACK refused"
 
-    def subscribe(self, topic: str) -> list[int]:
+    def _disconnected(self) -> None:
+        self.disconnects += 1
+
+    def subscribe(self, topic: str, qos: int = 1) -> list[int]:
         before = len(self.subacks)
-        self.client.subscribe(topic, 1)
+        self.client.subscribe(topic, qos)
         _eventually(lambda: len(self.subacks) > before)
         return self.subacks[-1]
 
@@ -241,6 +256,38 @@ def test_revocation_is_by_name(ids: Identities) -> None:
         # nats-server maps a certificate to a user by subject: beside an active certificate
         # of the same name, a revoked one is still admitted (the README's NATS column).
         Client(ids, old, nodes[0]).close()
+
+
+@pytest.mark.interop
+def test_what_differs_from_the_gateway_on_nats_2_9(ids: Identities) -> None:
+    """The README's NATS column: QoS 2 granted as 1, MQTT 5 refused, and a client id is
+    not bound to a certificate (another thing's id takes its session over; the newcomer
+    still gets nothing of that thing's topics)."""
+    lamp, fan = ids.issue("lamp", Role.DEVICE), ids.issue("fan", Role.DEVICE)
+    operator = ids.issue("operator", Role.ADMIN)
+    nodes = nats_nodes(1, base_port=_free_base())
+    with running(ids, nodes):
+        node = nodes[0]
+        with pytest.raises(AssertionError, match="CONNACK"):
+            Client(ids, lamp, node, protocol=paho.MQTTv5)
+        victim = Client(ids, fan, node, client_id="fan", clean=False)
+        engine = Client(ids, operator, node, client_id="engine")
+        try:
+            assert victim.subscribe("$aws/things/fan/#", qos=2) == [1]  # QoS 2 -> 1
+            # fan's id and persistent session, lamp's certificate
+            intruder = Client(ids, lamp, node, client_id="fan", clean=False)
+            try:
+                _eventually(lambda: victim.disconnects > 0)  # the session was taken over
+                victim.client.disconnect()  # paho would take it back: stop the tug of war
+                engine.client.publish("$aws/things/fan/shadow/update/delta", b"{}", qos=1)
+                time.sleep(1.0)
+                # The resumed session's subscription is checked against lamp's permissions.
+                assert intruder.messages == []
+            finally:
+                intruder.close()
+        finally:
+            victim.close()
+            engine.close()
 
 
 @pytest.mark.interop
