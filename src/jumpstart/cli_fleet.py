@@ -18,7 +18,7 @@ from jumpstart.fleet.bench import FleetBenchOptions, print_bench, run_bench
 from jumpstart.fleet.runner import FleetRunOptions, parse_rate, run_fleet
 
 MAX_DEVICES = 20_000
-BROKERS = ("embedded", "mosquitto")
+BROKERS = ("embedded", "mosquitto", "nats")
 
 fleet_app = command_group(
     help="A fleet of virtual outlets in one process (the cloud started alongside).",
@@ -43,8 +43,8 @@ def fleet_run(
         str,
         typer.Option(
             "--broker",
-            help="embedded (the gateway), mosquitto, or mqtts://HOST:PORT (a broker that trusts"
-            " the cloud in --home)",
+            help="embedded (the gateway), mosquitto, nats, or mqtts://HOST:PORT (a broker that"
+            " trusts the cloud in --home)",
         ),
     ] = "embedded",
     home: Annotated[
@@ -122,7 +122,7 @@ def _check_fleet(devices: int, broker: str, apps: Path, *, external: bool = Fals
 def fleet_bench(
     devices: Annotated[int, typer.Option("--devices", help="How many outlets")] = 1000,
     broker: Annotated[
-        str, typer.Option("--broker", help="embedded (the gateway) or mosquitto")
+        str, typer.Option("--broker", help="embedded (the gateway), mosquitto or nats")
     ] = "embedded",
     toggles: Annotated[int, typer.Option("--toggles", help="Toggles measured per path")] = 300,
     toggle_rate: Annotated[

@@ -69,6 +69,18 @@ def test_a_fleet_on_mosquitto_survives_churn() -> None:
     assert report["churn_events"] >= 10
 
 
+def test_a_fleet_on_nats_survives_churn() -> None:
+    require("nats-server")
+    done = fleet(
+        "run", "--devices", "30", "--duration", "10", "--churn", "1/s", "--toggle-rate", "2/s",
+        "--broker", "nats", "--json",
+    )  # fmt: skip
+    report = report_of(done)
+    assert report["broker"] == "nats"
+    assert report["in_sync"] == report["nvs_intact"] == 30
+    assert report["toggles"] >= 5
+
+
 def test_a_fleet_joins_a_cloud_that_already_runs_on_its_broker(tmp_path: Path) -> None:
     require("mosquitto")
     server = serve(tmp_path, broker="mosquitto")  # the user's cloud, on mosquitto
