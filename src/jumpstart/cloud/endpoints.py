@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import socket
 import zlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -40,6 +42,23 @@ class PortError(InputError):
     def __init__(self, message: str, option: str) -> None:
         super().__init__(message)
         self.option = option
+
+
+def free_port(host: str) -> int:
+    """A port nobody listens on now (for a child server that must be told its port)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+async def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port`` (a child server is up)."""
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    return True
 
 
 def check_port(value: int, option: str) -> int:

@@ -17,14 +17,14 @@ import getpass
 import os
 import shutil
 import signal
-import socket
 import ssl
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jumpstart.children import die_with_parent
+from jumpstart.children import die_with_parent, stop_child
+from jumpstart.cloud.endpoints import free_port, port_open
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import CertStatus, Registry, Role
 from jumpstart.cloud.topics import REQUEST_FILTERS
@@ -146,12 +146,6 @@ def _view(registry: Registry) -> _RegistryView:
     return _RegistryView(principals, frozenset(revoked))
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 class Mosquitto:
     """mosquitto configured from the cloud's home and registry, run as a child process."""
 
@@ -201,7 +195,7 @@ class Mosquitto:
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
                 break
-            if await self._listening():
+            if await port_open(self.host, self.port):
                 self._watcher = asyncio.create_task(self._watch_registry())
                 return
             await asyncio.sleep(0.05)
@@ -210,14 +204,6 @@ class Mosquitto:
             f"mosquitto did not start on {self.host}:{self.port}: {self._log_tail()}"
             " (is the port free? choose another with --mqtt-port PORT)"
         )
-
-    async def _listening(self) -> bool:
-        try:
-            _, writer = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            return False
-        writer.close()
-        return True
 
     def _log_tail(self) -> str:
         log = self.folder / "mosquitto.log"
@@ -305,13 +291,4 @@ class Mosquitto:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            with contextlib.suppress(ProcessLookupError):
-                await process.wait()
+        await stop_child(self.process)

@@ -16,12 +16,12 @@ import asyncio
 import contextlib
 import json
 import shutil
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jumpstart.children import die_with_parent
+from jumpstart.children import die_with_parent, stop_child
+from jumpstart.cloud.endpoints import free_port, port_open
 from jumpstart.cloud.home import CloudHome
 from jumpstart.cloud.registry import CertStatus, Registry, Role
 from jumpstart.cloud.topics import REQUEST_FILTERS
@@ -216,7 +216,7 @@ class NatsServer:
         self.registry = registry
         self.folder = home.path / "nats"
         self.node = NatsNode(
-            "n1", host, _free_port(host), mqtt_port or _free_port(host), _free_port(host)
+            "n1", host, free_port(host), mqtt_port or free_port(host), free_port(host)
         )
         self.port = self.node.mqtt_port
         self.config_path = self.folder / "n1.conf"
@@ -257,7 +257,7 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
                 break
-            if await self._listening():
+            if await port_open(self.node.host, self.port):
                 return
             await asyncio.sleep(0.05)
         await self._stop_process()
@@ -266,14 +266,6 @@ class NatsServer:
             f"nats-server did not start on {self.node.host}:{self.port}: {tail or 'no log'}"
             " (is the port free? choose another with --mqtt-port PORT)"
         )
-
-    async def _listening(self) -> bool:
-        try:
-            _, writer = await asyncio.open_connection(self.node.host, self.port)
-        except OSError:
-            return False
-        writer.close()
-        return True
 
     async def follow(self) -> None:
         """Bring the server in step with the registry. nats-server 2.9 can reload users and
@@ -293,23 +285,9 @@ class NatsServer:
 
     async def _stop_process(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            with contextlib.suppress(ProcessLookupError):
-                await process.wait()
+        await stop_child(process)
 
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
         await self._stop_process()
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])

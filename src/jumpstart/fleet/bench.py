@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import threading
 import time
@@ -28,7 +29,7 @@ from jumpstart.cloud.admin import operator_credentials
 from jumpstart.cloud.home import CloudHome, RunningEndpoints
 from jumpstart.cloud.registry import Role
 from jumpstart.errors import InputError
-from jumpstart.fleet.cloud_process import CloudProcess
+from jumpstart.fleet.cloud_process import CloudProcess, rss_anon_kib
 from jumpstart.fleet.fleet import Fleet, build_fleet, collector_for_fleets, open_files_for
 from jumpstart.fleet.toggles import Percentiles, RestClient, client_context, relay_switch
 from jumpstart.idf.radio import RadioWorld
@@ -85,13 +86,6 @@ class FleetBenchReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _rss_anon_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1])
-    return 0
 
 
 # -- toggles to the GPIO ------------------------------------------------------------------
@@ -289,7 +283,7 @@ async def _boot(
     report: FleetBenchReport, fleet: Fleet, cloud: CloudProcess, console: Console
 ) -> None:
     n = len(fleet.members)
-    before = _rss_anon_kib()
+    before = rss_anon_kib(os.getpid())
     cloud_before = cloud.rss_anon_kib()
     console.print(f"booting {n} outlets...")
     await fleet.start()
@@ -300,7 +294,7 @@ async def _boot(
     report.connected = stats.connected if stats.in_sync == n else stats.in_sync
     if stats.in_sync < n:
         report.notes.append(f"only {stats.in_sync} of {n} in sync after {BACK_TIMEOUT_S:.0f} s")
-    report.memory_per_device_kib = round((_rss_anon_kib() - before) / n, 1)
+    report.memory_per_device_kib = round((rss_anon_kib(os.getpid()) - before) / n, 1)
     report.cloud_memory_per_device_kib = round((cloud.rss_anon_kib() - cloud_before) / n, 1)
     report.shared_kib = round(fleet.shared_bytes / 1024, 1)
 

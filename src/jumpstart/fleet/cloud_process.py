@@ -24,7 +24,7 @@ from jumpstart.cloud.endpoints import parse_broker
 from jumpstart.cloud.home import CloudHome, RunningEndpoints
 from jumpstart.errors import InputError
 
-__all__ = ["CloudProcess", "FleetCloud", "fleet_cloud"]
+__all__ = ["CloudProcess", "FleetCloud", "fleet_cloud", "rss_anon_kib"]
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -87,7 +87,7 @@ class CloudProcess:
             children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except OSError:
             children = []
-        return _rss_anon_kib(pid) + sum(_rss_anon_kib(int(child)) for child in children)
+        return rss_anon_kib(pid) + sum(rss_anon_kib(int(child)) for child in children)
 
     async def stop(self) -> None:
         process, self.process = self.process, None
@@ -101,7 +101,8 @@ class CloudProcess:
             await asyncio.to_thread(process.wait)
 
 
-def _rss_anon_kib(pid: int) -> int:
+def rss_anon_kib(pid: int) -> int:
+    """A process's private resident memory (``RssAnon``), KiB; 0 once it has gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
