@@ -188,13 +188,13 @@ class _Churner:
         self.world.set_up(ssid, True)
 
     async def end_outages(self) -> None:
-        """Wait for every home's Wi-Fi to be back."""
-        while any(not handle.cancelled() and handle.when() > 0 for handle in self.outages):
-            loop_now = asyncio.get_running_loop().time()
-            self.outages = {h for h in self.outages if h.when() > loop_now}
-            if not self.outages:
-                return
-            await asyncio.sleep(0.1)
+        """Wait for every home's Wi-Fi to be back: past the last restore's time."""
+        loop = asyncio.get_running_loop()
+        last = max((handle.when() for handle in self.outages), default=0.0)
+        while loop.time() <= last:
+            await asyncio.sleep(max(0.01, last - loop.time()))
+        await asyncio.sleep(0)  # a restore due at ``last`` runs before we go on
+        self.outages.clear()
 
 
 async def _toggle(member: FleetDevice, rest: RestClient, live: _Live) -> None:
