@@ -188,7 +188,10 @@ def nats_config_cmd(
         _out().print(
             f"wrote {path}: MQTT mqtts://{host}:{node.mqtt_port}, clients {host}:{node.client_port}"
         )
-    _out().print(f"start each with: nats-server -c {out / 'n1.conf'}  (and n2, n3, ...)")
+    # One command per line, absolute, so each can be pasted into a terminal of its own.
+    _out().print("Start each node in a terminal of its own:")
+    for node in cluster:
+        _out().print(f"  nats-server -c {(out / f'{node.name}.conf').resolve()}", soft_wrap=True)
 
 
 @cloud_app.command("serve")

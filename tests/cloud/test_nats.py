@@ -327,6 +327,13 @@ def test_the_cli_writes_one_valid_configuration_per_node(
     assert "nats-route://127.0.0.1:16223" in configs[0].read_text()
     printed = capsys.readouterr().out
     assert "mqtts://127.0.0.1:15222" in printed
+    # The next steps, as printed, are whole commands: each checks out with nats-server -t.
+    commands = [line.split() for line in printed.splitlines() if "nats-server -c" in line]
+    assert [Path(c[-1]).name for c in commands] == ["n1.conf", "n2.conf", "n3.conf"]
+    for command in commands:
+        assert Path(command[-1]).is_absolute()
+        checked = subprocess.run([NATS, "-t", *command[1:]], capture_output=True, check=False)
+        assert checked.returncode == 0, checked.stderr
 
 
 @pytest.mark.parametrize("args", [["--nodes", "0"], ["--nodes", "10"], ["--base-port", "80"]])
