@@ -40,6 +40,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("mosquitto-clients", "mosquitto_pub/_sub with a thing's files", ("mosquitto_pub",)),
     # A single binary; the tests run their own servers and clusters from generated configs.
     Requirement("nats-server", "the NATS cluster mode", files=("/usr/sbin/nats-server",)),
+    # The front of a local NATS cluster (`cloud serve --broker nats --nodes 3`): devices
+    # connect through it and fail over when a node dies.
+    Requirement("haproxy", "the NATS cluster's front", files=("/usr/sbin/haproxy",)),
     # The tests start a throwaway cluster (initdb), so the packaged service need not run.
     Requirement(
         "postgresql", "the shared store's backend", files=("/usr/lib/postgresql/*/bin/initdb",)

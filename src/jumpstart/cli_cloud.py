@@ -212,9 +212,19 @@ def serve_cmd(
         typer.Option(
             "--broker",
             help="embedded (the built-in gateway), mosquitto or nats (started and configured"
-            " here) or mqtts://HOST:PORT (a broker that runs elsewhere)",
+            " here), mqtts://HOST:PORT (a broker that runs elsewhere) or"
+            " nats://HOST:PORT[,HOST:PORT...] (a NATS cluster that runs already, made with"
+            " `cloud nats-config`; devices connect on --mqtt-port)",
         ),
     ] = "embedded",
+    nodes: Annotated[
+        int,
+        typer.Option(
+            "--nodes",
+            help="with --broker nats: a cluster of N nodes on this host, HAProxy in front on"
+            " --mqtt-port",
+        ),
+    ] = 1,
     shard: Annotated[
         str,
         typer.Option(
@@ -235,6 +245,7 @@ def serve_cmd(
         dashboard_port=dashboard_port,
         broker=parse_broker(broker),
         shard=parse_shard(shard),
+        nodes=nodes,
     )
     shadow_store, job_store = open_stores(home, store)
 
@@ -251,8 +262,15 @@ def serve_cmd(
             out.print(f"  MQTT (mutual TLS)  {endpoint}  \\[{mode.kind}]")
             if cloud.mosquitto is not None:
                 out.print(f"  mosquitto config   {cloud.mosquitto.config_path}")
-            if cloud.nats is not None:
+            if cloud.nats is not None and cloud.nats.clustered:
+                out.print(
+                    f"  {len(cloud.nats.nodes)} nats-server nodes, HAProxy in front:"
+                    f" {cloud.nats.folder}"
+                )
+            elif cloud.nats is not None:
                 out.print(f"  nats-server config {cloud.nats.config_path}")
+            if mode.kind == "nats":
+                out.print(f"  engines            queue group on {cloud.bus.health()[1]['broker']}")
             out.print(f"  REST (mutual TLS)  https://localhost:{cloud.rest_port}")
             out.print(f"  Firmware (HTTPS)   https://localhost:{cloud.firmware_port}/firmware/")
             out.print(f"  CA for clients     {home.ca_pem}")

@@ -33,11 +33,21 @@ class RunningCloud:
     mqtt_port: int
     rest_port: int
     creds: dict[str, Credentials]
-    broker: str  # "embedded" (the gateway) or "mosquitto"
+    broker: str  # "embedded" (the gateway), "mosquitto" or "nats" (three nodes)
 
     @property
     def on_mosquitto(self) -> bool:
         return self.broker == "mosquitto"
+
+    @property
+    def on_nats(self) -> bool:
+        return self.broker == "nats"
+
+    @property
+    def keeps_violators(self) -> bool:
+        """A forbidden publish is dropped and its client stays connected (AWS IoT and the
+        gateway disconnect it)."""
+        return self.broker in ("mosquitto", "nats")
 
 
 def _write(folder: Path, name: str, service: CloudService, role: Role) -> Credentials:
@@ -53,23 +63,38 @@ STORES = ("sqlite", "postgresql")
 ONLY_EMBEDDED = pytest.mark.parametrize("cloud", STORES, indirect=True)
 
 
+# MQTT 5 clients cannot connect to nats-server 2.9 (MQTT 3.1.1 only).
+NOT_ON_NATS_MQTT5 = "nats-server 2.9 speaks MQTT 3.1.1 only: MQTT 5 is refused at CONNACK"
+NATS_NODES = 3
+
+
 @pytest.fixture(scope="module", params=[*STORES, "mosquitto"])
 def cloud(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningCloud]:
-    """The cloud on each store backend, and with mosquitto as its MQTT endpoint (SQLite
-    store): every test of tests/cloud runs on all three."""
+    """The cloud on each store backend, with mosquitto as its MQTT endpoint (SQLite store),
+    and on a three-node NATS cluster with its engines in a queue group (PostgreSQL store):
+    every test of tests/cloud runs on all four."""
     folder = tmp_path_factory.mktemp("cloud")
     home = CloudHome(folder / "jumpstart" / "cloud")  # as default_home() lays it out
     loop = asyncio.new_event_loop()
     url = None
-    if request.param == "postgresql":
+    if request.param in ("postgresql", "nats"):
         url = fresh_schema(request.getfixturevalue("postgres_url"))
-    broker = "mosquitto" if request.param == "mosquitto" else "embedded"
+    broker = request.param if request.param in ("mosquitto", "nats") else "embedded"
     if broker == "mosquitto":
         require("mosquitto")
+    if broker == "nats":
+        require("nats-server")
+        require("haproxy")
     stores = open_stores(home, url)
-    config = CloudConfig(mqtt_port=0, rest_port=0, firmware_port=0, broker=parse_broker(broker))
+    config = CloudConfig(
+        mqtt_port=0,
+        rest_port=0,
+        firmware_port=0,
+        broker=parse_broker(broker),
+        nodes=NATS_NODES if broker == "nats" else 1,
+    )
     service = CloudService(home, config, *stores)
     creds = {}
     for thing in ("outlet1", "outlet2"):
@@ -90,7 +115,7 @@ def cloud(
 
     thread = threading.Thread(target=run, name="cloud", daemon=True)
     thread.start()
-    assert started.wait(10)
+    assert started.wait(30)
     yield RunningCloud(
         service, loop, home.ca_pem, service.mqtt_port, service.rest_port, creds, broker
     )

@@ -43,7 +43,7 @@ from jumpstart.formats.mqtt.client import (
     Subscribed,
 )
 
-__all__ = ["BrokerLink", "BrokerLinkError"]
+__all__ = ["BrokerLink", "BrokerLinkError", "serve_request"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,24 @@ class BrokerLinkError(InputError):
     """The engines could not attach to the external broker."""
 
 
+def serve_request(
+    handlers: Sequence[RequestHandler], topic: str, payload: bytes, shard: Shard | None = None
+) -> Sequence[Delivery] | None:
+    """A request that came through an external broker, served: the replies, or None when
+    no handler takes ``topic`` (or another shard owns its thing, or the handler failed)."""
+    handler = find_handler(handlers, topic)
+    thing = thing_of(topic)
+    if handler is None or thing is None or (shard is not None and not shard.owns(thing)):
+        return None
+    # The broker's ACL already decided that the publisher may send this request.
+    principal = Principal(thing, Role.DEVICE)
+    try:
+        return handler.handle(topic, payload, principal, "")
+    except Exception:  # a store outage must not take the link down with it
+        log.exception("request on %s failed", topic)
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
     host: str
@@ -71,6 +89,8 @@ class BrokerAddress:
 
 class BrokerLink:
     """Request handlers served over an external broker; also the cloud's way to publish."""
+
+    retains = True
 
     def __init__(
         self,
@@ -126,6 +146,11 @@ class BrokerLink:
         if self.last_error:
             details["lastError"] = self.last_error
         return up, details
+
+    @property
+    def mqtt_port(self) -> int:
+        """Where devices connect: the broker's port."""
+        return self.address.port
 
     # lifecycle ---------------------------------------------------------------------------
 
@@ -219,19 +244,10 @@ class BrokerLink:
                 raise ConnectionError(f"DISCONNECT from the broker ({event.reason_code:#04x})")
 
     def _serve(self, topic: str, payload: bytes) -> None:
-        handler = find_handler(self.handlers, topic)
-        thing = thing_of(topic)
-        if handler is None or thing is None or not self.shard.owns(thing):
-            return
-        # The broker's ACL already decided that the publisher may send this request.
-        principal = Principal(thing, Role.DEVICE)
-        try:
-            deliveries = handler.handle(topic, payload, principal, "")
-        except Exception:  # a store outage must not take the link down with it
-            log.exception("request on %s failed", topic)
-            return
-        self.served += 1
-        self.dispatch(deliveries)
+        deliveries = serve_request(self.handlers, topic, payload, self.shard)
+        if deliveries is not None:
+            self.served += 1
+            self.dispatch(deliveries)
 
     def _flush(self) -> None:
         data = self.client.data_to_send()

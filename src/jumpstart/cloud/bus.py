@@ -12,7 +12,10 @@ __all__ = ["MessageBus"]
 
 
 class MessageBus(Protocol):
-    """Implemented by ``gateway.broker.Broker`` and ``broker_link.BrokerLink``."""
+    """Implemented by ``gateway.broker.Broker``, ``broker_link.BrokerLink`` and
+    ``nats_link.NatsLink``."""
+
+    retains: bool  # whether a message published with retain=True is kept for subscribers
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> object:
         """Route a message to its subscribers."""

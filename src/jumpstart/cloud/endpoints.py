@@ -18,10 +18,12 @@ __all__ = [
     "MQTT_PORT",
     "REST_PORT",
     "BrokerMode",
+    "NatsAddress",
     "PortError",
     "Shard",
     "check_port",
     "parse_broker",
+    "parse_nats_servers",
     "parse_shard",
 ]
 
@@ -34,6 +36,7 @@ FIRMWARE_PORT = 8070
 DASHBOARD_PORT = 8088
 
 MAX_PORT = 65535
+MAX_BROKER_TEXT = 4096  # a --broker value: a few dozen servers at most
 
 
 class PortError(InputError):
@@ -85,6 +88,40 @@ async def listen_on(port: int, option: str, start: Awaitable[int]) -> int:
         ) from None
 
 
+NATS_CLIENT_PORT = 4222  # nats-server's default client port
+
+
+@dataclass(frozen=True, slots=True)
+class NatsAddress:
+    """The client ports of a NATS cluster's nodes (any one will do; the rest are for
+    failover)."""
+
+    servers: tuple[tuple[str, int], ...]
+
+    def urls(self) -> list[str]:
+        return [f"tls://{host}:{port}" for host, port in self.servers]
+
+    def __str__(self) -> str:
+        return "nats://" + ",".join(f"{host}:{port}" for host, port in self.servers)
+
+
+def parse_nats_servers(text: str) -> NatsAddress:
+    """``nats://HOST:PORT[,HOST:PORT...]`` (a port left out is 4222)."""
+    servers = []
+    for part in text.removeprefix("nats://").split(","):
+        host, colon, port = part.rpartition(":")
+        if not colon:
+            host, port = part, str(NATS_CLIENT_PORT)
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or "/" in host or not port.isdigit() or not 0 < int(port) <= MAX_PORT:
+            raise InputError(
+                f"{part[:80]!r} is not HOST:PORT: use nats://HOST:PORT[,HOST:PORT...],"
+                " e.g. nats://127.0.0.1:14222,127.0.0.1:14223"
+            )
+        servers.append((host, int(port)))
+    return NatsAddress(tuple(servers))
+
+
 EMBEDDED = "embedded"
 MOSQUITTO = "mosquitto"
 NATS = "nats"
@@ -92,24 +129,30 @@ NATS = "nats"
 
 @dataclass(frozen=True, slots=True)
 class BrokerMode:
-    """``embedded`` (the gateway), ``mosquitto`` or ``nats`` (started by the cloud) or an
-    external broker at ``host:port``."""
+    """``embedded`` (the gateway), ``mosquitto`` or ``nats`` (started by the cloud), an
+    external MQTT broker at ``host:port``, or a NATS cluster that runs already (``nats``
+    with ``servers``)."""
 
     kind: str
     host: str = ""
     port: int = 0
+    servers: NatsAddress | None = None
 
     @property
     def external(self) -> bool:
         return self.kind != EMBEDDED
 
     def __str__(self) -> str:
+        if self.servers is not None:
+            return str(self.servers)
         return f"mqtts://{self.host}:{self.port}" if self.kind == "mqtts" else self.kind
 
 
 def parse_broker(text: str) -> BrokerMode:
     if text in (EMBEDDED, MOSQUITTO, NATS):
         return BrokerMode(text)
+    if text.startswith("nats://") and len(text) <= MAX_BROKER_TEXT:
+        return BrokerMode(NATS, servers=parse_nats_servers(text))
     url = urlsplit(text)
     if url.scheme == "mqtts" and url.hostname and not url.path.strip("/"):
         try:
@@ -119,7 +162,8 @@ def parse_broker(text: str) -> BrokerMode:
         if port:
             return BrokerMode("mqtts", url.hostname, port)
     raise InputError(
-        f"unknown broker {text!r}: use 'embedded', 'mosquitto', 'nats' or mqtts://HOST:PORT"
+        f"unknown broker {text[:80]!r}: use 'embedded', 'mosquitto', 'nats',"
+        " mqtts://HOST:PORT or nats://HOST:PORT[,HOST:PORT...]"
     )
 
 

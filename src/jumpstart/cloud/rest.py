@@ -247,6 +247,10 @@ class RestServer(HttpsServer):
             raise _HttpError(403, "Forbidden")
         if retain == "true" and topic.startswith("$"):
             raise _HttpError(400, "Retained messages are not allowed on reserved topics")
+        if retain == "true" and not self.cloud.bus.retains:
+            raise _HttpError(
+                400, "Retained messages are not available on this cloud's broker (NATS)"
+            )
         self.cloud.bus.publish_request(topic, body, int(qos), retain == "true", principal)
         return 200, {"message": "OK", "traceId": str(uuid.uuid4())}
 

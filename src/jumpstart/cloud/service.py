@@ -25,6 +25,7 @@ from jumpstart.cloud.endpoints import (
     MQTT_PORT,
     REST_PORT,
     BrokerMode,
+    NatsAddress,
     Shard,
     check_port,
     listen_on,
@@ -40,6 +41,7 @@ from jumpstart.cloud.jobs.service import JobsService
 from jumpstart.cloud.jobs.store import JobStore, SqliteJobStore
 from jumpstart.cloud.mosquitto import Mosquitto
 from jumpstart.cloud.nats import NatsServer
+from jumpstart.cloud.nats_link import NatsLink
 from jumpstart.cloud.pki import certificate_id
 from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.registry import CertStatus, Registry
@@ -74,6 +76,7 @@ class CloudConfig:
     broker: BrokerMode = field(default_factory=lambda: parse_broker("embedded"))
     broker_timeout_s: float = 10.0  # to attach the engines to an external broker at start
     shard: Shard = field(default_factory=Shard)  # external broker: this instance's things
+    nodes: int = 1  # --broker nats: a cluster of this many nodes behind a front
 
 
 def open_stores(home: CloudHome, url: str | None = None) -> tuple[ShadowStore, JobStore]:
@@ -109,6 +112,13 @@ class CloudService:
             check_port(port, option)
         if self.config.shard.count > 1 and not self.config.broker.external:
             raise InputError("shards are for several engines on one external broker (--broker)")
+        if self.config.nodes != 1 and self.config.broker.kind != "nats":
+            raise InputError("--nodes is for --broker nats (a local NATS cluster)")
+        if self.config.shard.count > 1 and self.config.broker.kind == "nats":
+            raise InputError(
+                "on NATS the engines share requests as a queue group: run every instance"
+                " without --shard"
+            )
         self.ca = home.ensure()
         self.registry = Registry(home.registry_path, self.ca)
         self.store = store or SqliteShadowStore(home.shadows_path)
@@ -121,7 +131,7 @@ class CloudService:
         ]
         self.broker: Broker | None = None
         self.gateway: GatewayServer | None = None
-        self.link: BrokerLink | None = None
+        self.link: BrokerLink | NatsLink | None = None
         self.mosquitto: Mosquitto | None = None
         self.nats: NatsServer | None = None
         self.retained: SqliteRetainedStore | None = None
@@ -156,14 +166,13 @@ class CloudService:
             return None
         return Principal(record.principal, record.role, record.certificate_id)
 
-    def _broker_link(self) -> BrokerLink:
+    def _broker_link(self) -> BrokerLink | NatsLink:
         mode, config = self.config.broker, self.config
+        if mode.kind == "nats":
+            return self._nats_link()
         if mode.kind == "mosquitto":
             self.mosquitto = Mosquitto(self.home, self.registry, config.host, config.mqtt_port)
             address = BrokerAddress(config.host, self.mosquitto.port)
-        elif mode.kind == "nats":
-            self.nats = NatsServer(self.home, self.registry, config.host, config.mqtt_port)
-            address = BrokerAddress(config.host, self.nats.port)
         else:
             address = BrokerAddress(mode.host, mode.port)
         shard = self.config.shard
@@ -174,6 +183,22 @@ class CloudService:
             shard,
             client_id=engine_principal(shard),
         )
+
+    def _nats_link(self) -> NatsLink:
+        """The engines as one member of the queue group: of the cluster the cloud starts,
+        or (``nats://...``) of one that runs already, its devices on ``--mqtt-port``."""
+        mode, config = self.config.broker, self.config
+        context = operator_context(self.home, Shard())  # one identity for every instance
+        if mode.servers is not None:
+            if config.nodes != 1:
+                raise InputError(
+                    "--nodes starts a cluster here; nats://... attaches to one that runs"
+                )
+            return NatsLink(mode.servers, context, self.handlers, config.mqtt_port)
+        self.nats = NatsServer(
+            self.home, self.registry, config.host, config.mqtt_port, config.nodes
+        )
+        return NatsLink(NatsAddress(self.nats.client_ports), context, self.handlers, self.nats.port)
 
     async def start(self) -> None:
         try:
@@ -208,7 +233,7 @@ class CloudService:
             except BaseException:
                 await self._close_broker()
                 raise
-            self.mqtt_port = self.link.address.port
+            self.mqtt_port = self.link.mqtt_port
         self.rest_port = await listen_on(
             config.rest_port, "--rest-port", self.rest.start(config.host, config.rest_port)
         )

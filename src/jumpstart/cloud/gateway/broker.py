@@ -63,6 +63,8 @@ def find_handler(handlers: Sequence[RequestHandler], topic: str) -> RequestHandl
 
 
 class Broker:
+    retains = True  # MessageBus: retained messages are kept (gateway/retained.py)
+
     def __init__(
         self,
         handlers: Sequence[RequestHandler] = (),

@@ -1,0 +1,269 @@
+"""A three-node NATS cluster behind HAProxy with the engines as a queue group on PostgreSQL:
+each request served once by one of two engine processes, a killed engine's share taken by
+the other, a killed node's devices back through the front, and the differences of native
+NATS replies (QoS 0, no retained REST publishes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import re
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from jumpstart.cloud.admin import rest_request, shadow_request
+from jumpstart.cloud.home import CloudHome
+from jumpstart.cloud.registry import Role
+from tests.cloud.cloud_process import Server, serve
+from tests.cloud.conftest import RunningCloud
+from tests.cloud.mqtt_helpers import PahoDevice
+from tests.postgres_cluster import fresh_schema
+from tests.system_tools import require
+
+pytestmark = pytest.mark.interop
+ON_NATS = pytest.mark.parametrize("cloud", ["nats"], indirect=True)
+DEVICES = 100
+UPDATES_EACH = 100  # 10,000 in all
+ANSWER_S = 5.0  # a device asks again when an update is not answered within this
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    mqtt_port: int
+    monitor_port: int
+
+
+def _nodes(folder: Path) -> list[Node]:
+    """The nodes of the cluster a cloud wrote into ``folder`` (its n*.conf files)."""
+    nodes = []
+    for conf in sorted(folder.glob("n*.conf")):
+        text = conf.read_text()
+        mqtt_port = re.search(r"mqtt \{\s*listen: [\d.]+:(\d+)", text)
+        monitor = re.search(r"http: 127\.0\.0\.1:(\d+)", text)
+        assert mqtt_port, text
+        assert monitor, text
+        nodes.append(Node(conf.stem, int(mqtt_port[1]), int(monitor[1])))
+    return nodes
+
+
+def _node_of(nodes: list[Node], client_id: str) -> Node:
+    """The node ``client_id``'s MQTT connection is on (nats-server's /connz)."""
+    for node in nodes:
+        url = f"http://127.0.0.1:{node.monitor_port}/connz?limit=1024"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            connections = json.load(answer)["connections"] or []
+        if any(c.get("mqtt_client") == client_id for c in connections):
+            return node
+    raise AssertionError(f"{client_id} is on no node")
+
+
+class Updater:
+    """One device's paho client that sends numbered shadow updates one after another, each
+    asked again (as a device does) until its accepted reply arrives."""
+
+    def __init__(self, ca: Path, folder: Path, thing: str, port: int) -> None:
+        self.thing = thing
+        self.replies: queue.Queue[dict[str, object]] = queue.Queue()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=thing, protocol=mqtt.MQTTv311
+        )
+        self.client.tls_set(
+            ca_certs=str(ca),
+            certfile=str(folder / f"{thing}.cert"),
+            keyfile=str(folder / f"{thing}.key"),
+        )
+        self.client.on_message = lambda _c, _u, m: self.replies.put(json.loads(m.payload))
+        connected = threading.Event()
+
+        def on_connect(client: mqtt.Client, *_args: object) -> None:
+            client.subscribe(f"$aws/things/{thing}/shadow/update/accepted", 1)
+            connected.set()
+
+        self.client.on_connect = on_connect
+        self.client.connect("localhost", port, keepalive=30)
+        self.client.loop_start()
+        assert connected.wait(20), f"{thing} not connected"
+        time.sleep(0.1)  # the SUBACK
+        self.asked_again = 0
+
+    def send(self, first: int, count: int) -> None:
+        topic = f"$aws/things/{self.thing}/shadow/update"
+        for n in range(first, first + count):
+            token = f"{self.thing}-{n}"
+            body = json.dumps({"state": {"reported": {"n": n}}, "clientToken": token})
+            while True:
+                self.client.publish(topic, body, qos=1)
+                if self._answered(token):
+                    break
+                self.asked_again += 1
+
+    def _answered(self, token: str) -> bool:
+        deadline = time.monotonic() + ANSWER_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if self.replies.get(timeout=left).get("clientToken") == token:
+                    return True
+            except queue.Empty:
+                return False
+        return False
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_url: str) -> tuple[Path, str]:
+    require("nats-server")
+    require("haproxy")
+    return tmp_path, fresh_schema(postgres_url)
+
+
+def test_two_engine_processes_serve_each_update_once_and_take_over_from_a_killed_one(
+    cluster: tuple[Path, str],
+) -> None:
+    root, url = cluster
+    home = CloudHome(root / "cloud")
+    folder = root / "creds"
+    folder.mkdir()
+    things = [f"plug{n:03d}" for n in range(DEVICES)]
+    with home.registry() as registry:
+        for thing in things:
+            registry.create_thing(thing)
+            issued = registry.issue(thing, Role.DEVICE)
+            (folder / f"{thing}.cert").write_bytes(issued.cert_pem)
+            (folder / f"{thing}.key").write_bytes(issued.key_pem)
+    first = serve(root, url, "nats", "--nodes", "3")
+    second: Server | None = None
+    updaters: list[Updater] = []
+    try:
+        engines = next(line for line in first.banner if "queue group on" in line)
+        servers = engines.split("queue group on ")[1].strip()
+        # The second instance attaches to the running cluster: its own process, the same
+        # registry and store, its devices' port the first one's front.
+        second = serve(root, url, servers, "--mqtt-port", str(first.mqtt_port))
+        nodes = _nodes(home.path / "nats")
+        assert len(nodes) == 3
+        updaters = [
+            Updater(home.ca_pem, folder, thing, nodes[i % 3].mqtt_port)
+            for i, thing in enumerate(things)
+        ]
+        _run(updaters, 0, UPDATES_EACH)
+        counts = [_health(home, s)["served"] for s in (first, second)]
+        print(f"served per engine instance: {counts}")
+        assert sum(counts) == DEVICES * UPDATES_EACH  # type: ignore[arg-type]
+        assert min(counts) > 0  # type: ignore[type-var]
+        for thing in things[:: DEVICES // 10]:
+            shadow = shadow_request(home, "GET", thing, "", b"", first.rest_port).document
+            # Each update served once: one version per update, the last one stored.
+            assert shadow["version"] == UPDATES_EACH
+            assert shadow["state"]["reported"] == {"n": UPDATES_EACH - 1}
+
+        # kill -9 one instance while updates flow: the other takes the rest.
+        before = _health(home, first)["served"]
+        killer = threading.Timer(1.0, second.process.send_signal, (signal.SIGKILL,))
+        killer.start()
+        _run(updaters, UPDATES_EACH, 20)
+        killer.join()
+        assert second.process.wait(10) == -signal.SIGKILL
+        after = _health(home, first)["served"]
+        print(f"after the kill the first instance served {after - before} (of {DEVICES * 20})")
+        assert after > before
+        for thing in things:
+            shadow = shadow_request(home, "GET", thing, "", b"", first.rest_port).document
+            # Every accepted update is stored: each device's last is the shadow's state.
+            assert shadow["state"]["reported"] == {"n": UPDATES_EACH + 19}, thing
+            assert shadow["version"] >= UPDATES_EACH + 20
+    finally:
+        for updater in updaters:
+            updater.close()
+        for server in (second, first):
+            if server is not None and server.process.poll() is None:
+                server.process.terminate()
+                server.process.wait(30)
+
+
+def _run(updaters: list[Updater], first: int, count: int) -> None:
+    threads = [threading.Thread(target=u.send, args=(first, count)) for u in updaters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not any(thread.is_alive() for thread in threads)
+
+
+def _health(home: CloudHome, server: Server) -> dict[str, object]:
+    reply = rest_request(home, "GET", "/health", port=server.rest_port)
+    assert reply.status == 200, reply.document
+    return reply.document
+
+
+@ON_NATS
+def test_replies_reach_mqtt_subscribers_at_qos_0(cloud: RunningCloud) -> None:
+    device = PahoDevice(cloud, cloud.creds["outlet1"], client_id="qos-probe")
+    qos: queue.Queue[int] = queue.Queue()
+    device.client.on_message = lambda _c, _u, m: qos.put(m.qos)
+    device.connect()
+    try:
+        assert device.subscribe("$aws/things/outlet1/shadow/get/+", qos=1) == [1]
+        device.publish("$aws/things/outlet1/shadow/get", b"")
+        assert qos.get(timeout=5) == 0  # granted 1, delivered 0: published by a NATS client
+    finally:
+        device.close()
+
+
+@ON_NATS
+def test_rest_refuses_a_retained_publish(cloud: RunningCloud) -> None:
+    home = cloud.service.home
+    reply = rest_request(home, "POST", "/topics/lamps/all?retain=true", b"{}", cloud.rest_port)
+    assert reply.status == 400
+    assert "Retained messages are not available" in reply.document["message"]
+    reply = rest_request(home, "POST", "/topics/lamps/all?retain=false", b"{}", cloud.rest_port)
+    assert reply.status == 200
+
+
+@ON_NATS
+def test_a_killed_node_s_devices_come_back_through_the_front(cloud: RunningCloud) -> None:
+    nats = cloud.service.nats
+    assert nats is not None
+    assert nats.clustered
+    nodes = [Node(n.name, n.mqtt_port, n.monitor_port) for n in nats.nodes]
+    device = PahoDevice(cloud, cloud.creds["outlet2"], client_id="outlet2", clean=False)
+    assert device.connect()[0] == 0
+    node: Node | None = None
+    try:
+        assert device.subscribe("$aws/things/outlet2/shadow/+/accepted") == [1]
+        device.publish("$aws/things/outlet2/shadow/update", {"state": {"reported": {"k": 1}}})
+        version = device.expect("$aws/things/outlet2/shadow/update/accepted")["version"]
+        node = _node_of(nodes, "outlet2")
+        killed_at = time.monotonic()
+        _on_loop(cloud, nats.stop_node(node.name))
+        assert device.disconnected.get(timeout=5) is not None
+        code, _ = device.connack.get(timeout=60)  # paho's backoff: 1, 2, 4... s
+        back = time.monotonic() - killed_at
+        print(f"outlet2 back through the front {back:.1f} s after {node.name} was killed")
+        assert code == 0
+        assert _node_of([n for n in nodes if n != node], "outlet2") != node
+        device.publish("$aws/things/outlet2/shadow/get", b"")
+        document = device.expect("$aws/things/outlet2/shadow/get/accepted", timeout=10)
+        assert document["state"]["reported"] == {"k": 1}  # the accepted update was kept
+        assert document["version"] == version
+    finally:
+        device.close()
+        if node is not None:
+            _on_loop(cloud, nats.restart_node(node.name))
+
+
+def _on_loop(cloud: RunningCloud, work: Coroutine[Any, Any, None]) -> None:
+    asyncio.run_coroutine_threadsafe(work, cloud.loop).result(60)
