@@ -13,6 +13,7 @@ from esp_idf_defs.partitions import PartitionTable as Reference
 from esptool.bin_image import LoadFirmwareImage
 
 import cloud as cloud_benchmarks  # benchmarks/cloud.py
+import cloud_cluster as cluster_benchmarks  # benchmarks/cloud_cluster.py
 import device as device_benchmarks  # benchmarks/device.py
 import fleet as fleet_benchmarks  # benchmarks/fleet.py
 import mfg as mfg_benchmarks  # benchmarks/mfg.py
@@ -65,6 +66,7 @@ if __name__ == "__main__":
     device_benchmarks.main()
     provisioning_benchmarks.main()
     cloud_benchmarks.main()
+    cluster_benchmarks.main()
     outlet_benchmarks.main()
     security_benchmarks.main()
     fleet_benchmarks.main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,25 @@ class RunningCloud:
         return self.broker == "nats"
 
     @property
+    def external(self) -> bool:
+        """A generic broker: no per-connection throttling, replies routed to subscribers."""
+        return self.broker != "embedded"
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the broker runs with the registry as it is now. NATS restarts its
+        nodes one by one on a change (mosquitto reloads in place, the gateway reads the
+        registry at each connection)."""
+        nats = self.service.nats
+        deadline = time.monotonic() + timeout
+        while nats is not None and not nats.in_step():
+            assert time.monotonic() < deadline, "the NATS nodes did not follow the registry"
+            time.sleep(0.1)
+
+    def skip_mqtt5(self) -> None:
+        if self.on_nats:
+            pytest.skip(NOT_ON_NATS_MQTT5)
+
+    @property
     def keeps_violators(self) -> bool:
         """A forbidden publish is dropped and its client stays connected (AWS IoT and the
         gateway disconnect it)."""
@@ -68,7 +88,7 @@ NOT_ON_NATS_MQTT5 = "nats-server 2.9 speaks MQTT 3.1.1 only: MQTT 5 is refused a
 NATS_NODES = 3
 
 
-@pytest.fixture(scope="module", params=[*STORES, "mosquitto"])
+@pytest.fixture(scope="module", params=[*STORES, "mosquitto", "nats"])
 def cloud(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningCloud]:

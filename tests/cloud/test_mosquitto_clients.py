@@ -45,6 +45,7 @@ def test_guide_files_work_with_mosquitto_clients(cloud: RunningCloud, tmp_path: 
     thing = f"guide-{cloud.broker}-{tmp_path.name[-6:]}"
     files = tmp_path / "cloud_cfg"
     thing_create(cloud.service.home, thing, files)
+    cloud.settle()
     accepted = f"$aws/things/{thing}/shadow/update/accepted"
     sub_files = files
     if cloud.on_mosquitto:
@@ -94,6 +95,7 @@ def test_mosquitto_pub_cannot_reach_another_thing(cloud: RunningCloud, tmp_path:
     thing = f"intruder-{cloud.broker}-{tmp_path.name[-6:]}"
     files = tmp_path / "cloud_cfg"
     thing_create(cloud.service.home, thing, files)
+    cloud.settle()
     sub = subprocess.run(
         [
             _tool("mosquitto_sub"),

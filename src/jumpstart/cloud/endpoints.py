@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import random
 import socket
 import zlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from jumpstart.errors import InputError
@@ -47,8 +49,32 @@ class PortError(InputError):
         self.option = option
 
 
+# Linux's default range of ports it gives outgoing connections (ip_local_port_range).
+EPHEMERAL_PORTS = (32768, 60999)
+PORT_PICKS = 64
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return EPHEMERAL_PORTS
+
+
 def free_port(host: str) -> int:
-    """A port nobody listens on now (for a child server that must be told its port)."""
+    """A port nobody listens on now (for a child server that must be told its port), below
+    the range the kernel gives outgoing connections: a port picked from that range can be
+    taken by some client's connection before the child binds it ("address in use")."""
+    low, _ = _ephemeral_range()
+    for _ in range(PORT_PICKS):
+        port = random.randrange(1024, low) if low > 2048 else 0
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])

@@ -19,8 +19,10 @@ import resource
 import shutil
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jumpstart.children import die_with_parent, stop_child
 from jumpstart.cloud.endpoints import free_port, port_open
@@ -317,8 +319,14 @@ class NatsServer:
         self.config_path = self.folder / "n1.conf"
         self.front_path = self.folder / "haproxy.cfg"
         self.processes: dict[str, asyncio.subprocess.Process] = {}
-        self._view: RegistryView | None = None
+        self._view: RegistryView | None = None  # written to the configurations
+        self._serving: RegistryView | None = None  # what every running node has loaded
         self._watcher: asyncio.Task[None] | None = None
+
+    def in_step(self) -> bool:
+        """Whether every node runs with the registry as it is now (a new thing is admitted,
+        a revoked name refused)."""
+        return self._serving is not None and self._serving == registry_view(self.registry)
 
     @property
     def clustered(self) -> bool:
@@ -358,6 +366,7 @@ class NatsServer:
         except BaseException:
             await self.close()
             raise
+        self._serving = self._view
         self._watcher = asyncio.create_task(self._watch_registry())
 
     async def _spawn(self, node: NatsNode) -> None:
@@ -429,27 +438,53 @@ class NatsServer:
         cert" and routes nothing to or from them again): so a change restarts the nodes,
         one at a time, and their clients reconnect with their backoff (through the front,
         to another node) to their sessions, kept in JetStream."""
-        if not self.write_files():
+        self.write_files()
+        if self._view == self._serving:
             return
+        # A failure part way (a port not free yet) leaves _serving behind: the next poll
+        # restarts every node again.
         for node in self.nodes:
             await stop_child(self.processes.pop(node.name, None))
             await self._spawn(node)
-            if self.clustered:  # the next goes down once this one serves again
-                await self._healthy(node)
+            if self.clustered:  # the next goes down once this one is back in the cluster
+                await self._routed(node)
+        if self.clustered:  # in step once JetStream serves the MQTT sessions again
+            await asyncio.gather(*(self._healthy(node) for node in self.nodes))
+        self._serving = self._view
 
     async def _healthy(self, node: NatsNode) -> bool:
         """Whether ``node`` answers 200 on /healthz (JetStream current) within the start
         timeout."""
+        return await self._monitor_until(node, "/healthz", lambda status, _doc: status == 200)
+
+    async def _routed(self, node: NatsNode) -> bool:
+        """Whether ``node`` has its routes to every other node within the start timeout:
+        from then on it votes in the JetStream groups, so the next node may go down
+        without losing their quorum (waiting for /healthz as well took a second more per
+        node, and a revocation must be in force within two seconds)."""
+        others = len(self.nodes) - 1
+
+        def routed(status: int, doc: dict[str, Any]) -> bool:
+            return status == 200 and int(doc.get("num_routes", 0)) >= others
+
+        return await self._monitor_until(node, "/routez", routed)
+
+    async def _monitor_until(
+        self, node: NatsNode, path: str, done: Callable[[int, dict[str, Any]], bool]
+    ) -> bool:
+        """Poll ``path`` on ``node``'s monitoring port until ``done(status, document)``."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError, IndexError):
                 reader, writer = await asyncio.open_connection("127.0.0.1", node.monitor_port)
-                writer.write(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                status = await reader.readline()
+                writer.write(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+                answer = await reader.read()
                 writer.close()
-                if status.split(b" ")[1:2] == [b"200"]:
+                head, _, body = answer.partition(b"\r\n\r\n")
+                status = int(head.split(b" ")[1])
+                if done(status, json.loads(body) if body.strip() else {}):
                     return True
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         return False
 
     async def stop_node(self, name: str) -> None:

@@ -34,7 +34,6 @@ from jumpstart.errors import InputError
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.msg import Msg
-    from nats.aio.subscription import Subscription
 
 __all__ = ["QUEUE_GROUP", "NatsLink", "subject_to_topic"]
 
@@ -45,6 +44,7 @@ QUEUE_GROUP = "jumpstart-engines"
 # per server, for as long as the cloud runs.
 RECONNECT_WAIT_S = 0.5
 CONNECT_TIMEOUT_S = 2
+DRAIN_TIMEOUT_S = 5.0
 
 
 def subject_to_topic(subject: str) -> str:
@@ -80,7 +80,6 @@ class NatsLink:
         # Publishes leave in the order they were made (nats-py's publish is a coroutine).
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
-        self._subscriptions: list[Subscription] = []
 
     # the cloud's bus ---------------------------------------------------------------------
 
@@ -135,10 +134,9 @@ class NatsLink:
                 " (jumpstart cloud nats-config) and that its client port is the one given"
             ) from None
         for topic_filter in REQUEST_FILTERS:
-            subscription = await self._client.subscribe(
+            await self._client.subscribe(
                 mqtt_to_subject(topic_filter), queue=QUEUE_GROUP, cb=self._on_request
             )
-            self._subscriptions.append(subscription)
         await self._client.flush(timeout=CONNECT_TIMEOUT_S)
         self.connected.set()
         self._sender = asyncio.create_task(self._send(), name="nats-link-sender")
@@ -185,26 +183,20 @@ class NatsLink:
             subject, payload = await self._outbox.get()
             try:
                 await self._client.publish(subject, payload)
-            except Exception as err:  # a full reconnect buffer: the message is lost, said once
+            except Exception as err:  # closed, or the reconnect buffer full: lost, and logged
                 log.warning("nats link: publish on %s failed: %s", subject, err)
 
     async def close(self) -> None:
-        """Leave the queue group; the requests already taken are answered first."""
-        for subscription in self._subscriptions:
+        """Leave the queue group; the requests already taken are answered first (nats-py's
+        drain: no new requests, the pending ones served, their replies flushed)."""
+        client = self._client
+        if client is not None and not client.is_closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    subscription.drain(),  # type: ignore[no-untyped-call]
-                    CONNECT_TIMEOUT_S,
-                )
+                await asyncio.wait_for(client.drain(), DRAIN_TIMEOUT_S)
+            with contextlib.suppress(Exception):
+                await client.close()  # stops what a cut-short drain left running
         if self._sender is not None:
-            while not self._outbox.empty() and self.connected.is_set():
-                await asyncio.sleep(0.01)
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
-        if self._client is not None and not self._client.is_closed:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._client.flush(), CONNECT_TIMEOUT_S)
-            with contextlib.suppress(Exception):
-                await self._client.close()
         self.connected.clear()
