@@ -217,6 +217,15 @@ def serve_cmd(
             " `cloud nats-config`; devices connect on --mqtt-port)",
         ),
     ] = "embedded",
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="postgresql://...: keep things and certificates in that database, so engine"
+            " instances on several hosts agree on them (remembered for every command on this"
+            " cloud's folder), or sqlite to go back to its registry.db",
+        ),
+    ] = None,
     nodes: Annotated[
         int,
         typer.Option(
@@ -236,6 +245,8 @@ def serve_cmd(
 ) -> None:
     """Run the cloud (MQTT endpoint, REST API, firmware hosting) until Ctrl-C."""
     home = _home()
+    if registry is not None:
+        home.use_registry(registry)
     operator_credentials(home)
     config = CloudConfig(
         host=host,
@@ -274,6 +285,8 @@ def serve_cmd(
             out.print(f"  REST (mutual TLS)  https://localhost:{cloud.rest_port}")
             out.print(f"  Firmware (HTTPS)   https://localhost:{cloud.firmware_port}/firmware/")
             out.print(f"  CA for clients     {home.ca_pem}")
+            if home.registry_url() is not None:
+                out.print(f"  registry           PostgreSQL (named in {home.registry_url_path})")
             out.print("Read a thing's shadow the guide's way (in the thing's folder):")
             out.print(f"  export CURL_CA_BUNDLE={home.ca_pem}")
             out.print("  " + curl_line("$(cat cloud_cfg/deviceid.txt)", cloud.rest_port))

@@ -150,5 +150,5 @@ def fleet_bench(
     else:
         print_bench(report, Console())
     back = report.storm is None or report.storm.left_behind == 0
-    if report.connected != devices or not back:
+    if report.in_sync != devices or not back:
         raise typer.Exit(1)

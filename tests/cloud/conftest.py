@@ -93,8 +93,8 @@ def cloud(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningCloud]:
     """The cloud on each store backend, with mosquitto as its MQTT endpoint (SQLite store),
-    and on a three-node NATS cluster with its engines in a queue group (PostgreSQL store):
-    every test of tests/cloud runs on all four."""
+    and on a three-node NATS cluster with its engines in a queue group (PostgreSQL store
+    and registry): every test of tests/cloud runs on all four."""
     folder = tmp_path_factory.mktemp("cloud")
     home = CloudHome(folder / "jumpstart" / "cloud")  # as default_home() lays it out
     loop = asyncio.new_event_loop()
@@ -107,6 +107,9 @@ def cloud(
     if broker == "nats":
         require("nats-server")
         require("haproxy")
+    if broker == "nats":
+        assert url is not None
+        home.use_registry(url)  # as engine instances on several hosts keep it
     stores = open_stores(home, url)
     config = CloudConfig(
         mqtt_port=0,

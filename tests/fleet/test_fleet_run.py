@@ -104,7 +104,7 @@ def test_a_fleet_joins_a_cloud_that_already_runs_on_its_broker(tmp_path: Path) -
 def test_bench_reports_what_a_cloud_team_asks() -> None:
     done = fleet("bench", "--devices", "20", "--toggles", "20", "--json", timeout=400)
     report = report_of(done)
-    assert report["devices"] == report["connected"] == 20
+    assert report["devices"] == report["connected"] == report["in_sync"] == 20
     for path in ("rest_to_relay_ms", "mqtt_to_relay_ms", "raw_round_trip_ms"):
         p = report[path]
         assert 0 < p["p50"] <= p["p95"] <= p["p99"] < 2000, (path, p)

@@ -3,6 +3,7 @@
 ca.key, ca.pem          the fleet CA (signs server and client certificates)
 server.key, server.pem  the endpoint's certificate (localhost, 127.0.0.1)
 registry.db             things and certificates (SQLite)
+registry.url            if present: the PostgreSQL database that holds them instead
 shadows.db              shadow documents (SQLite, the default store)
 jobs.db                 jobs and their executions
 retained.db             retained MQTT messages
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from jumpstart.cloud.pki import CertificateAuthority
 from jumpstart.cloud.registry import Registry
+from jumpstart.errors import InputError
 from jumpstart.statefiles import folder_lock, write_new
 
 __all__ = ["DEFAULT_ENDPOINT", "CloudHome", "RunningEndpoints", "default_home"]
@@ -123,8 +125,45 @@ class CloudHome:
     def _load_ca(self) -> CertificateAuthority:
         return CertificateAuthority.from_pem(self.ca_key.read_bytes(), self.ca_pem.read_bytes())
 
+    @property
+    def registry_url_path(self) -> Path:
+        return self.path / "registry.url"
+
+    def registry_url(self) -> str | None:
+        """The PostgreSQL registry this home uses, if one was chosen (``use_registry``)."""
+        try:
+            return self.registry_url_path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def use_registry(self, url: str) -> None:
+        """Keep things and certificates in ``url`` (PostgreSQL) from now on, for every
+        command on this home; ``sqlite`` goes back to registry.db."""
+        if url == "sqlite":
+            self.registry_url_path.unlink(missing_ok=True)
+            return
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise InputError(f"unknown registry {url[:80]!r}: use 'sqlite' or a postgresql:// URL")
+        if url == self.registry_url():
+            return
+        ca = self.ensure()
+        from jumpstart.cloud.postgres import PostgresRegistry  # noqa: PLC0415 - optional
+
+        # What this folder registered so far goes along (its operator and engines among
+        # them), so the move loses no thing and no certificate.
+        with Registry(self.registry_path, ca) as local, PostgresRegistry(url, ca) as shared:
+            local.copy_to(shared)
+        write_new(self.registry_url_path, url.encode() + b"\n", 0o600)
+
     def registry(self) -> Registry:
-        return Registry(self.registry_path, self.ensure())
+        """The registry: registry.db, or the PostgreSQL database this home names."""
+        ca = self.ensure()
+        url = self.registry_url()
+        if url is None:
+            return Registry(self.registry_path, ca)
+        from jumpstart.cloud.postgres import PostgresRegistry  # noqa: PLC0415 - optional
+
+        return PostgresRegistry(url, ca)
 
 
 def default_home() -> CloudHome:

@@ -1,15 +1,21 @@
-"""PostgreSQL backends of the shadow and job stores: one database shared by several engine
-instances (``jumpstart cloud serve --store postgresql://...``).
+"""PostgreSQL backends of the shadow and job stores and of the registry: one database
+shared by several engine instances (``jumpstart cloud serve --store postgresql://...``), on
+several hosts with ``--registry postgresql://...``.
 
 The same compare-and-set contract as SQLite: an UPDATE guarded by the loaded version, so of
-two engines racing on one shadow or execution exactly one wins and the other reloads. Every
+two engines racing on one shadow or execution exactly one wins and the other reloads; and a
+shadow request holds an advisory lock on its shadow while it is served (``exclusive``), so
+instances that receive one thing's requests at once take turns instead of racing. Every
 write commits before it returns (synchronous_commit as the server has it, on by default).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from jumpstart.cloud.jobs.model import Job, JobExecution
 from jumpstart.cloud.jobs.store import (
@@ -20,11 +26,13 @@ from jumpstart.cloud.jobs.store import (
     execution_row,
     job_row,
 )
+from jumpstart.cloud.pki import CertificateAuthority
+from jumpstart.cloud.registry import Registry
 from jumpstart.cloud.shadow.engine import StoredShadow
 from jumpstart.cloud.shadow.store import StaleShadowError
 from jumpstart.errors import InputError
 
-__all__ = ["PostgresJobStore", "PostgresShadowStore", "connect"]
+__all__ = ["PostgresJobStore", "PostgresRegistry", "PostgresShadowStore", "connect"]
 
 _SHADOW_SCHEMA = """
 CREATE TABLE IF NOT EXISTS shadows (
@@ -64,6 +72,23 @@ CREATE TABLE IF NOT EXISTS executions (
     PRIMARY KEY (thing, job_id)
 );
 CREATE INDEX IF NOT EXISTS executions_job ON executions(job_id);
+"""
+
+
+_REGISTRY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS things (
+    name TEXT PRIMARY KEY,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS certificates (
+    id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    role TEXT NOT NULL,
+    status TEXT NOT NULL,
+    pem BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certificates_principal ON certificates(principal);
 """
 
 
@@ -107,6 +132,14 @@ class PostgresShadowStore:
         if cursor.rowcount != 1:
             raise StaleShadowError(thing, name)
 
+    @contextlib.contextmanager
+    def exclusive(self, thing: str, name: str) -> Iterator[None]:
+        """A transaction holding an advisory lock on (thing, name): another instance's
+        request on the same shadow waits for this one's commit (a thing name has no '/')."""
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{thing}/{name}",))
+            yield
+
     def named_shadows(self, thing: str) -> list[str]:
         rows = self._db.execute(
             "SELECT name FROM shadows WHERE thing=%s AND name<>'' AND exists_now ORDER BY name",
@@ -148,3 +181,32 @@ class PostgresJobStore(SqlJobStore):
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self._db.execute(sql.replace("?", "%s"), params)
+
+
+class PostgresRegistry(Registry):
+    """The registry's queries on PostgreSQL, so that engine instances on several hosts
+    agree on things and certificates (the broker configuration follows it from any of
+    them)."""
+
+    def __init__(self, url: str, ca: CertificateAuthority) -> None:
+        self.ca = ca
+        self._db = connect(url)
+        # Two processes creating the tables at once: one waits for the other's lock.
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(7415)")
+            self._db.execute(_REGISTRY_SCHEMA)
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self._db.execute(sql.replace("?", "%s"), params)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        with self._db.cursor() as cursor:
+            cursor.executemany(sql.replace("?", "%s"), rows)
+
+    def _transaction(self) -> AbstractContextManager[object]:
+        return cast(AbstractContextManager[object], self._db.transaction())
+
+    def _duplicate(self, err: Exception) -> bool:
+        import psycopg  # noqa: PLC0415 - present: connect() succeeded
+
+        return isinstance(err, psycopg.errors.UniqueViolation)

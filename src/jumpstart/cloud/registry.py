@@ -1,4 +1,5 @@
-"""The registry: things, certificates and their roles, in SQLite.
+"""The registry: things, certificates and their roles, in SQLite (or, for engines on
+several hosts, PostgreSQL: ``cloud.postgres.PostgresRegistry``).
 
 A certificate belongs to one principal (a thing for devices, a name for operators and phone
 apps) and carries a role that decides what it may do (``cloud.policy``). Revoked certificates
@@ -11,9 +12,11 @@ import re
 import sqlite3
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -77,13 +80,32 @@ CREATE INDEX IF NOT EXISTS certificates_principal ON certificates(principal);
 
 
 class Registry:
-    """Things and certificates of one cloud, persisted in ``path`` (SQLite)."""
+    """Things and certificates of one cloud, persisted in ``path`` (SQLite).
+
+    The queries are plain SQL with ``?`` parameters; a backend on another database
+    overrides the four hooks below (``_execute``, ``_executemany``, ``_transaction`` and
+    ``_duplicate``)."""
 
     def __init__(self, path: Path | str, ca: CertificateAuthority) -> None:
         self.ca = ca
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db: Any = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+
+    # backend hooks -----------------------------------------------------------------------
+
+    def _execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        return self._db.execute(sql, params)
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def _transaction(self) -> AbstractContextManager[object]:
+        return _Transaction(self._db)
+
+    def _duplicate(self, err: Exception) -> bool:
+        """Whether ``err`` is the database refusing a second row with one key."""
+        return isinstance(err, sqlite3.IntegrityError)
 
     def close(self) -> None:
         self._db.close()
@@ -101,19 +123,19 @@ class Registry:
         self._check_role(name, Role.DEVICE)
         now = int(time.time())
         try:
-            self._db.execute("INSERT INTO things VALUES (?, ?)", (name, now))
-        except sqlite3.IntegrityError:
+            self._execute("INSERT INTO things VALUES (?, ?)", (name, now))
+        except Exception as err:
+            if not self._duplicate(err):
+                raise
             raise InputError(f"thing {name!r} exists already") from None
         return Thing(name, now)
 
     def thing(self, name: str) -> Thing | None:
-        row = self._db.execute(
-            "SELECT name, created_at FROM things WHERE name=?", (name,)
-        ).fetchone()
+        row = self._execute("SELECT name, created_at FROM things WHERE name=?", (name,)).fetchone()
         return Thing(*row) if row else None
 
     def things(self) -> list[Thing]:
-        rows = self._db.execute("SELECT name, created_at FROM things ORDER BY name").fetchall()
+        rows = self._execute("SELECT name, created_at FROM things ORDER BY name").fetchall()
         return [Thing(*row) for row in rows]
 
     def delete_thing(self, name: str) -> None:
@@ -121,8 +143,8 @@ class Registry:
         if self.thing(name) is None:
             raise InputError(f"no thing named {name!r}")
         with self._transaction():
-            self._db.execute("DELETE FROM things WHERE name=?", (name,))
-            self._db.execute(
+            self._execute("DELETE FROM things WHERE name=?", (name,))
+            self._execute(
                 "UPDATE certificates SET status=? WHERE principal=? AND role=?",
                 (CertStatus.REVOKED.value, name, Role.DEVICE.value),
             )
@@ -132,7 +154,7 @@ class Registry:
         certificate (one namespace: a name has one role), else None."""
         if not name:
             return None
-        row = self._db.execute(
+        row = self._execute(
             "SELECT 1 FROM things WHERE name=? UNION ALL"
             " SELECT 1 FROM certificates WHERE principal=? LIMIT 1",
             (name, name),
@@ -149,7 +171,7 @@ class Registry:
             check_thing_name(principal)
         self._check_role(principal, role)
         issued = self.ca.issue_client(principal)
-        self._db.execute(
+        self._execute(
             "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?)",
             (
                 issued.certificate_id,
@@ -171,12 +193,14 @@ class Registry:
                 check_thing_name(name)
                 self._check_role(name, Role.DEVICE)
             try:
-                self._db.executemany(
+                self._executemany(
                     "INSERT INTO things VALUES (?, ?)", [(name, now) for name, _, _ in devices]
                 )
-            except sqlite3.IntegrityError:
+            except Exception as err:
+                if not self._duplicate(err):
+                    raise
                 raise InputError("a thing of this batch is registered already") from None
-            self._db.executemany(
+            self._executemany(
                 "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (cert_id, name, Role.DEVICE.value, CertStatus.ACTIVE.value, pem, now)
@@ -187,7 +211,7 @@ class Registry:
     def _check_role(self, principal: str, role: Role) -> None:
         """One name, one role: an external broker knows a client only by its certificate's
         common name, so a thing named like an admin would get the admin's rights there."""
-        row = self._db.execute(
+        row = self._execute(
             "SELECT role FROM certificates WHERE principal=? AND role<>? LIMIT 1",
             (principal, role.value),
         ).fetchone()
@@ -198,7 +222,7 @@ class Registry:
             )
 
     def certificate(self, certificate_id: str) -> CertificateRecord | None:
-        row = self._db.execute(
+        row = self._execute(
             "SELECT id, principal, role, status, pem, created_at FROM certificates WHERE id=?",
             (certificate_id,),
         ).fetchone()
@@ -207,14 +231,14 @@ class Registry:
     def certificates(self, principal: str | None = None) -> list[CertificateRecord]:
         query = "SELECT id, principal, role, status, pem, created_at FROM certificates"
         rows = (
-            self._db.execute(query + " WHERE principal=? ORDER BY created_at", (principal,))
+            self._execute(query + " WHERE principal=? ORDER BY created_at", (principal,))
             if principal
-            else self._db.execute(query + " ORDER BY created_at")
+            else self._execute(query + " ORDER BY created_at")
         ).fetchall()
         return [_record(row) for row in rows]
 
     def revoke(self, certificate_id: str) -> None:
-        cursor = self._db.execute(
+        cursor = self._execute(
             "UPDATE certificates SET status=? WHERE id=?",
             (CertStatus.REVOKED.value, certificate_id),
         )
@@ -223,10 +247,27 @@ class Registry:
 
     def revoked_ids(self) -> set[str]:
         """The ids of every revoked certificate."""
-        rows = self._db.execute(
+        rows = self._execute(
             "SELECT id FROM certificates WHERE status=?", (CertStatus.REVOKED.value,)
         ).fetchall()
         return {row[0] for row in rows}
+
+    def copy_to(self, other: Registry) -> None:
+        """Add this registry's things and certificates to ``other`` (moving to another
+        database); rows ``other`` has already are left as they are there."""
+        things = self._execute("SELECT name, created_at FROM things").fetchall()
+        certificates = self._execute(
+            "SELECT id, principal, role, status, pem, created_at FROM certificates"
+        ).fetchall()
+        with other._transaction():
+            other._executemany(
+                "INSERT INTO things VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [tuple(r) for r in things],
+            )
+            other._executemany(
+                "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(*row[:4], bytes(row[4]), row[5]) for row in certificates],
+            )
 
     def crl_pem(self) -> bytes:
         revoked = [
@@ -235,9 +276,6 @@ class Registry:
             if record.status is CertStatus.REVOKED
         ]
         return self.ca.crl_pem(revoked)
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
 
 
 class _Transaction:

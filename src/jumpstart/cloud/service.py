@@ -44,7 +44,7 @@ from jumpstart.cloud.nats import NatsServer
 from jumpstart.cloud.nats_link import NatsLink
 from jumpstart.cloud.pki import certificate_id
 from jumpstart.cloud.policy import Principal
-from jumpstart.cloud.registry import CertStatus, Registry
+from jumpstart.cloud.registry import CertStatus
 from jumpstart.cloud.rest import RestServer
 from jumpstart.cloud.shadow.engine import ShadowSettings
 from jumpstart.cloud.shadow.mqtt import ShadowRequests
@@ -120,7 +120,7 @@ class CloudService:
                 " without --shard"
             )
         self.ca = home.ensure()
-        self.registry = Registry(home.registry_path, self.ca)
+        self.registry = home.registry()
         self.store = store or SqliteShadowStore(home.shadows_path)
         self.shadows = ShadowService(self.store, self.config.shadow)
         self.job_store = job_store or SqliteJobStore(home.jobs_path)

@@ -66,7 +66,8 @@ class ShadowService:
         prefix = f"{shadow_prefix(request.thing, request.name)}/{request.op.value}"
         for _ in range(SAVE_ATTEMPTS):
             try:
-                reply = self._serve(request, payload, now, prefix)
+                with self.store.exclusive(request.thing, request.name):
+                    reply = self._serve(request, payload, now, prefix)
             except StaleShadowError:
                 continue
             except ShadowError as err:
@@ -80,8 +81,10 @@ class ShadowService:
                     tuple(m for m in reply.messages if m.topic != f"{prefix}/accepted"),
                 )
             return reply
-        failure = ShadowError(500, "Internal service failure")
-        return ShadowReply(500, failure.document(now), ())
+        # Lost the race every time: said to the requester, as AWS says it, not left silent.
+        doc = ShadowError(500, "Internal service failure").document(now)
+        messages = (Message(f"{prefix}/rejected", _encode(doc)),) if via_mqtt else ()
+        return ShadowReply(500, doc, messages)
 
     def _serve(self, request: ShadowTopic, payload: bytes, now: int, prefix: str) -> ShadowReply:
         stored = self.store.load(request.thing, request.name)

@@ -8,7 +8,9 @@ document is durable against a crash of the process (SQLite WAL commit; PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +33,11 @@ class ShadowStore(Protocol):
 
     def named_shadows(self, thing: str) -> list[str]:
         """The names of the thing's existing named shadows, sorted."""
+
+    def exclusive(self, thing: str, name: str) -> AbstractContextManager[object]:
+        """Hold off other engine instances from this shadow while one request is served
+        (its load, its save): where several instances share a store, compare-and-set alone
+        let one of two instances lose every retry to the other."""
 
     def close(self) -> None: ...
 
@@ -88,6 +95,10 @@ class SqliteShadowStore:
             (thing,),
         ).fetchall()
         return [row[0] for row in rows]
+
+    def exclusive(self, thing: str, name: str) -> AbstractContextManager[object]:
+        """Nothing to hold: engine shards sharing a file serve disjoint things."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         self._db.close()
