@@ -357,32 +357,57 @@ def test_rest_refuses_a_retained_publish(cloud: RunningCloud) -> None:
 
 @ON_NATS
 def test_a_killed_node_s_devices_come_back_through_the_front(cloud: RunningCloud) -> None:
+    """Six persistent sessions through the front (two per node): the node with most of
+    them is killed; its clients come back through the front to the others within their
+    backoff, the rest are not touched, and every session still receives the thing's
+    replies; the update accepted before the kill is kept."""
     nats = cloud.service.nats
     assert nats is not None
     assert nats.clustered
     nodes = [Node(n.name, n.mqtt_port, n.monitor_port) for n in nats.nodes]
+    accepted = "$aws/things/outlet2/shadow/update/accepted"
     device = PahoDevice(cloud, cloud.creds["outlet2"], client_id="outlet2", clean=False)
-    assert device.connect()[0] == 0
+    watchers = [
+        PahoDevice(cloud, cloud.creds["app"], client_id=f"failover-{n}", clean=False)
+        for n in range(5)
+    ]
+    clients = [device, *watchers]
     node: Node | None = None
     try:
-        assert device.subscribe("$aws/things/outlet2/shadow/+/accepted") == [1]
+        for client in clients:
+            assert client.connect()[0] == 0
+            assert client.subscribe(accepted) == [1]
+        assert device.subscribe("$aws/things/outlet2/shadow/get/accepted") == [1]
         device.publish("$aws/things/outlet2/shadow/update", {"state": {"reported": {"k": 1}}})
-        version = device.expect("$aws/things/outlet2/shadow/update/accepted")["version"]
-        node = _node_of(nodes, "outlet2")
+        version = device.expect(accepted)["version"]
+        for watcher in watchers:
+            assert watcher.expect(accepted)["version"] == version
+        ids = ["outlet2", *(f"failover-{n}" for n in range(5))]
+        placed = {client_id: _node_of(nodes, client_id) for client_id in ids}
+        node = max(nodes, key=lambda n: sum(1 for at in placed.values() if at == n))
+        moved = [c for c, client_id in zip(clients, ids, strict=True) if placed[client_id] == node]
+        stayed = [c for c in clients if c not in moved]
+        assert len(moved) >= 2
         killed_at = time.monotonic()
         _on_loop(cloud, nats.stop_node(node.name))
-        assert device.disconnected.get(timeout=5) is not None
-        code, _ = device.connack.get(timeout=60)  # paho's backoff: 1, 2, 4... s
+        for client in moved:
+            assert client.disconnected.get(timeout=5) is not None
+            code, present = client.connack.get(timeout=60)  # paho's backoff: 1, 2, 4... s
+            assert (code, present) == (0, True)  # its session, from JetStream
         back = time.monotonic() - killed_at
-        print(f"outlet2 back through the front {back:.1f} s after {node.name} was killed")
-        assert code == 0
-        assert _node_of([n for n in nodes if n != node], "outlet2") != node
+        print(f"{len(moved)} clients back through the front {back:.1f} s after the kill")
+        assert all(c.disconnected.empty() for c in stayed)
+        survivors = [n for n in nodes if n != node]
+        assert all(_node_of(survivors, client_id) != node for client_id in ids)
+        device.publish("$aws/things/outlet2/shadow/update", {"state": {"reported": {"k": 2}}})
+        for client in clients:
+            assert client.expect(accepted, timeout=10)["version"] == version + 1
         device.publish("$aws/things/outlet2/shadow/get", b"")
         document = device.expect("$aws/things/outlet2/shadow/get/accepted", timeout=10)
-        assert document["state"]["reported"] == {"k": 1}  # the accepted update was kept
-        assert document["version"] == version
+        assert document["state"]["reported"] == {"k": 2}
     finally:
-        device.close()
+        for client in clients:
+            client.close()
         if node is not None:
             _on_loop(cloud, nats.restart_node(node.name))
 
