@@ -399,10 +399,12 @@ def test_a_killed_node_s_devices_come_back_through_the_front(cloud: RunningCloud
         assert all(c.disconnected.empty() for c in stayed)
         survivors = [n for n in nodes if n != node]
         assert all(_node_of(survivors, client_id) != node for client_id in ids)
-        device.publish("$aws/things/outlet2/shadow/update", {"state": {"reported": {"k": 2}}})
-        for client in clients:
-            assert client.expect(accepted, timeout=10)["version"] == version + 1
-        device.publish("$aws/things/outlet2/shadow/get", b"")
+        _publish_as_a_device(
+            device, "$aws/things/outlet2/shadow/update", {"state": {"reported": {"k": 2}}}
+        )
+        for client in clients:  # (a publish cut off as above may have been asked twice)
+            assert client.expect(accepted, timeout=10)["version"] > version
+        _publish_as_a_device(device, "$aws/things/outlet2/shadow/get", b"")
         document = device.expect("$aws/things/outlet2/shadow/get/accepted", timeout=10)
         assert document["state"]["reported"] == {"k": 2}
     finally:
@@ -410,6 +412,20 @@ def test_a_killed_node_s_devices_come_back_through_the_front(cloud: RunningCloud
             client.close()
         if node is not None:
             _on_loop(cloud, nats.restart_node(node.name))
+
+
+def _publish_as_a_device(device: PahoDevice, topic: str, payload: Any) -> None:
+    """Publish, waiting out a reconnect: for a few seconds after a node is lost, storing a
+    QoS 1 message in JetStream can time out, and nats-server 2.9 then closes the
+    publisher's connection (README); paho comes back with its backoff."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            device.publish(topic, payload)
+            return
+        except RuntimeError:  # not connected
+            assert time.monotonic() < deadline, "the device did not come back"
+            time.sleep(0.5)
 
 
 def _on_loop(cloud: RunningCloud, work: Coroutine[Any, Any, None]) -> None:
