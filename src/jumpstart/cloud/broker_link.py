@@ -43,7 +43,7 @@ from jumpstart.formats.mqtt.client import (
     Subscribed,
 )
 
-__all__ = ["BrokerLink", "BrokerLinkError", "serve_request"]
+__all__ = ["BrokerLink", "BrokerLinkError", "ExternalBus", "serve_request"]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,25 @@ class BrokerAddress:
         return f"mqtts://{self.host}:{self.port}"
 
 
-class BrokerLink:
+class ExternalBus:
+    """What the cloud's bus does the same way on any external broker, in terms of the
+    link's own ``publish``: the broker routes a request to the engines like any message."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
+        raise NotImplementedError
+
+    def publish_request(
+        self, topic: str, payload: bytes, qos: int, retain: bool, principal: Principal
+    ) -> None:
+        """A REST publish; a request reaches the engines through their subscription."""
+        self.publish(topic, payload, qos, retain)
+
+    def dispatch(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self.publish(delivery.topic, delivery.payload)
+
+
+class BrokerLink(ExternalBus):
     """Request handlers served over an external broker; also the cloud's way to publish."""
 
     retains = True
@@ -122,16 +140,6 @@ class BrokerLink:
         """Publish now, or when the broker is back (QoS 1 waits; QoS 0 is dropped)."""
         self.client.publish(topic, payload, qos, retain, now=time.monotonic())
         self._flush()
-
-    def publish_request(
-        self, topic: str, payload: bytes, qos: int, retain: bool, principal: Principal
-    ) -> None:
-        """A REST publish. A request reaches the engines through their own subscription."""
-        self.publish(topic, payload, qos, retain)
-
-    def dispatch(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            self.publish(delivery.topic, delivery.payload)
 
     def health(self) -> tuple[bool, dict[str, object]]:
         up = self.connected.is_set() and not self.refused_filters

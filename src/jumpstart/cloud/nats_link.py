@@ -23,11 +23,10 @@ import ssl
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from jumpstart.cloud.broker_link import BrokerLinkError, serve_request
+from jumpstart.cloud.broker_link import BrokerLinkError, ExternalBus, serve_request
 from jumpstart.cloud.endpoints import NatsAddress
-from jumpstart.cloud.gateway.broker import Delivery, RequestHandler
+from jumpstart.cloud.gateway.broker import RequestHandler
 from jumpstart.cloud.nats import mqtt_to_subject
-from jumpstart.cloud.policy import Principal
 from jumpstart.cloud.topics import REQUEST_FILTERS
 from jumpstart.errors import InputError
 
@@ -54,7 +53,7 @@ def subject_to_topic(subject: str) -> str:
     return subject.replace(".", "/")
 
 
-class NatsLink:
+class NatsLink(ExternalBus):
     """Request handlers served as one member of the engines' queue group; also the cloud's
     way to publish (its MessageBus)."""
 
@@ -75,7 +74,6 @@ class NatsLink:
         self.name = name
         self.served = 0
         self.last_error = ""
-        self.connected = asyncio.Event()
         self._client: Client | None = None
         # Publishes leave in the order they were made (nats-py's publish is a coroutine).
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
@@ -86,16 +84,6 @@ class NatsLink:
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         """Publish on the MQTT topic's subject (MQTT subscribers receive it at QoS 0)."""
         self._outbox.put_nowait((mqtt_to_subject(topic), payload))
-
-    def publish_request(
-        self, topic: str, payload: bytes, qos: int, retain: bool, principal: Principal
-    ) -> None:
-        """A REST publish: a request reaches one engine through the queue group."""
-        self.publish(topic, payload, qos, retain)
-
-    def dispatch(self, deliveries: Sequence[Delivery]) -> None:
-        for delivery in deliveries:
-            self.publish(delivery.topic, delivery.payload)
 
     def health(self) -> tuple[bool, dict[str, object]]:
         client = self._client
@@ -138,7 +126,6 @@ class NatsLink:
                 mqtt_to_subject(topic_filter), queue=QUEUE_GROUP, cb=self._on_request
             )
         await self._client.flush(timeout=CONNECT_TIMEOUT_S)
-        self.connected.set()
         self._sender = asyncio.create_task(self._send(), name="nats-link-sender")
         log.info("engines joined queue group %s on %s", QUEUE_GROUP, self.address)
 
@@ -147,12 +134,8 @@ class NatsLink:
             self.last_error = str(err) or type(err).__name__
             log.warning("nats link to %s: %s", self.address, self.last_error)
 
-        async def disconnected() -> None:
-            self.connected.clear()
-
         async def reconnected() -> None:
             self.last_error = ""
-            self.connected.set()
 
         from nats.aio.client import Client  # noqa: PLC0415
 
@@ -166,7 +149,6 @@ class NatsLink:
             reconnect_time_wait=RECONNECT_WAIT_S,  # type: ignore[arg-type]
             max_reconnect_attempts=-1,
             error_cb=error,
-            disconnected_cb=disconnected,
             reconnected_cb=reconnected,
         )
         return client
@@ -199,4 +181,3 @@ class NatsLink:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
-        self.connected.clear()
