@@ -115,7 +115,9 @@ class NatsLink(ExternalBus):
         try:
             self._client = await asyncio.wait_for(self._connect(), timeout)
         except (TimeoutError, OSError, ssl.SSLError, nats.errors.Error) as err:
-            self.last_error = str(err) or type(err).__name__
+            # A timeout says less than the last refusal nats-py reported while retrying.
+            if not (isinstance(err, TimeoutError) and self.last_error):
+                self.last_error = str(err) or type(err).__name__
             raise BrokerLinkError(
                 f"cannot attach the engines to {self.address}: {self.last_error}. Check that"
                 " nats-server runs there with this cloud's configuration"
